@@ -1,0 +1,230 @@
+"""COSE_Sign1 (RFC 9052) parsing and signature checks for the five GatePass algorithms.
+
+Built on :mod:`reader.gatepass.cbor` and ``cryptography`` directly rather than on a COSE
+library: see ``docs/formats.md`` ("Why no COSE library") for the measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cbor2 import frozendict
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from reader.gatepass.cbor import CborError, Tag, loads
+
+ALG_ES256 = -7
+ALG_ES384 = -35
+ALG_ES512 = -36
+ALG_EDDSA = -8
+ALG_PS256 = -37
+ALG_NAMES = {ALG_ES256: "ES256", ALG_ES384: "ES384", ALG_ES512: "ES512", ALG_EDDSA: "EdDSA", ALG_PS256: "PS256"}
+
+HEADER_ALG = 1
+HEADER_KID = 4
+HEADER_TYP = 16  # RFC 9596 content type of the whole token
+
+TAG_SIGN1 = 18
+TAG_CWT = 61
+
+# alg -> (curve name, coordinate size in bytes, signature algorithm) for ECDSA. The
+# ECDSA objects are built once: making one costs about a microsecond per call.
+_ECDSA = {
+    ALG_ES256: ("secp256r1", 32, ec.ECDSA(hashes.SHA256())),
+    ALG_ES384: ("secp384r1", 48, ec.ECDSA(hashes.SHA384())),
+    ALG_ES512: ("secp521r1", 66, ec.ECDSA(hashes.SHA512())),
+}
+_SHA256 = hashes.SHA256()
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+_SIGNATURE1_PREFIX = b"\x84" + b"\x6aSignature1"
+
+
+class CoseFormatError(ValueError):
+    """The bytes are not a COSE_Sign1 as GatePass accepts it (spec section 1): not exactly
+    one CBOR item, another tag or nesting, a protected header that is not an empty bstr or
+    an encoded map, an unprotected header that is not a map, or a payload that is not a bstr."""
+
+
+# A kid header that is present but not a byte string: distinct from "absent".
+KID_INVALID = object()
+
+
+@dataclass(slots=True)
+class Sign1:
+    """One decoded COSE_Sign1, with the protected header kept exactly as received.
+    Treat it as immutable (not frozen only because frozen dataclasses are slow to build)."""
+
+    protected_bytes: bytes
+    protected: dict[Any, Any]
+    unprotected: Mapping[Any, Any]
+    payload: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> Any:
+        """The alg from the protected header only (an unprotected alg does not count)."""
+        return self.protected.get(HEADER_ALG)
+
+    def kid(self, protected_only: bool = False) -> bytes | object | None:
+        """The kid: protected header first, then unprotected; ``KID_INVALID`` if not a bstr."""
+        if HEADER_KID in self.protected:
+            kid = self.protected[HEADER_KID]
+        elif not protected_only and HEADER_KID in self.unprotected:
+            kid = self.unprotected[HEADER_KID]
+        else:
+            return None
+        return kid if type(kid) is bytes else KID_INVALID
+
+    def to_be_signed(self) -> bytes:
+        """``Sig_structure = ["Signature1", protected, h'', payload]`` as CBOR."""
+        return b"".join(
+            (
+                _SIGNATURE1_PREFIX,
+                _bstr_header(len(self.protected_bytes)),
+                self.protected_bytes,
+                b"\x40",
+                _bstr_header(len(self.payload)),
+                self.payload,
+            )
+        )
+
+
+def _bstr_header(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
+def sig_structure(protected_bytes: bytes, payload: bytes) -> bytes:
+    """The bytes a COSE_Sign1 signer signs (RFC 9052 section 4.4)."""
+    return Sign1(protected_bytes, {}, {}, payload, b"").to_be_signed()
+
+
+def parse_sign1(data: bytes) -> Sign1:
+    """Decode a COSE_Sign1: bare, in tag 18, or in tag 61 around tag 18 (spec section 1)."""
+    try:
+        item = loads(data)
+    except CborError as exc:
+        raise CoseFormatError(f"CBOR: {exc}") from None
+    return sign1_from_item(item)
+
+
+def sign1_from_item(item: Any) -> Sign1:
+    """Shape-check an already decoded CBOR item as a COSE_Sign1. (Inside a tag cbor2 hands
+    arrays over as tuples and maps as frozendicts: both are accepted.)"""
+    if type(item) is Tag:
+        if item.tag == TAG_CWT:
+            item = item.value
+            if type(item) is not Tag or item.tag != TAG_SIGN1:
+                raise CoseFormatError("tag 61 must wrap tag 18")
+        if item.tag != TAG_SIGN1:
+            raise CoseFormatError(f"unexpected CBOR tag {item.tag}")
+        item = item.value
+    if (type(item) is not list and type(item) is not tuple) or len(item) != 4:
+        raise CoseFormatError("COSE_Sign1 must be an array of four items")
+    protected_bytes, unprotected, payload, signature = item
+    if type(protected_bytes) is not bytes:
+        raise CoseFormatError("protected header is not a byte string")
+    protected = _PROTECTED_SEEN.get(protected_bytes)
+    if protected is None:
+        protected = _decode_protected(protected_bytes)
+    if type(unprotected) is not dict and type(unprotected) is not frozendict:
+        raise CoseFormatError("unprotected header is not a map")
+    if type(payload) is not bytes:
+        raise CoseFormatError("payload is not a byte string")
+    if type(signature) is not bytes:
+        raise CoseFormatError("signature is not a byte string")
+    return Sign1(protected_bytes, protected, unprotected, payload, signature)
+
+
+# Protected headers repeat: every credential of an issuer carries the same {alg, kid} and
+# every holder presentation the same {alg}. Remembering the decoded maps (never mutated by
+# callers) saves a decode per signature on the hot path; the bound keeps hostile input
+# from growing it.
+_PROTECTED_SEEN: dict[bytes, dict[Any, Any]] = {}
+_PROTECTED_SEEN_MAX = 256
+
+
+def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
+    if not protected_bytes:
+        return {}
+    try:
+        protected = loads(protected_bytes)
+    except CborError as exc:
+        raise CoseFormatError(f"protected header: {exc}") from None
+    if type(protected) is not dict:
+        raise CoseFormatError("protected header is not a map")
+    if len(_PROTECTED_SEEN) >= _PROTECTED_SEEN_MAX:
+        _PROTECTED_SEEN.clear()
+    _PROTECTED_SEEN[protected_bytes] = protected
+    return protected
+
+
+def is_supported_alg(alg: Any) -> bool:
+    return type(alg) is int and alg in ALG_NAMES
+
+
+def _key_family(public_key: Any) -> str:
+    """"ec", "ed25519", "rsa" or "other", cached per concrete key type: isinstance against
+    cryptography's abstract classes costs half a microsecond, and this runs twice a decision."""
+    kind = type(public_key)
+    family = _FAMILY_BY_TYPE.get(kind)
+    if family is None:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            family = "ec"
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            family = "ed25519"
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            family = "rsa"
+        else:
+            family = "other"
+        _FAMILY_BY_TYPE[kind] = family
+    return family
+
+
+_FAMILY_BY_TYPE: dict[type, str] = {}
+
+
+def verify_signature(alg: int, public_key: Any, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` is valid for ``message`` under ``alg`` and ``public_key``.
+
+    A key whose type does not fit the alg, or an ECDSA signature whose length is not twice
+    the coordinate size, is simply invalid (False), never an exception.
+    """
+    family = _key_family(public_key)
+    try:
+        ecdsa = _ECDSA.get(alg)
+        if ecdsa is not None:
+            curve_name, size, algorithm = ecdsa
+            if family != "ec" or public_key.curve.name != curve_name or len(signature) != 2 * size:
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+            )
+            public_key.verify(der, message, algorithm)
+            return True
+        if alg == ALG_EDDSA:
+            if family != "ed25519":
+                return False
+            public_key.verify(signature, message)
+            return True
+        if alg == ALG_PS256:
+            if family != "rsa":
+                return False
+            public_key.verify(signature, message, _PSS, _SHA256)
+            return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return False

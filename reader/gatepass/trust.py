@@ -1,0 +1,119 @@
+"""Trust anchors: issuer certificates and bare public keys, indexed by kid (spec section 1).
+
+kid = SHA-256(certificate DER)[:8] for an X.509 certificate, SHA-256(SubjectPublicKeyInfo
+DER)[:8] for a bare ``PUBLIC KEY``. Certificates are used as keys only: v1 rotates keys
+through the distributed trust list, so validity dates and chains are not checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
+
+from reader.errors import TrustStoreError
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END \1-----", re.DOTALL
+)
+MAX_TRUST_FILE_BYTES = 1 << 20
+
+
+def kid_for_der(der: bytes) -> bytes:
+    """The GatePass kid of a certificate's DER or a SubjectPublicKeyInfo DER."""
+    return hashlib.sha256(der).digest()[:8]
+
+
+def spki_der(public_key: Any) -> bytes:
+    return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustAnchor:
+    """One issuer key the gate trusts. ``label`` says where it came from, for messages."""
+
+    kid: bytes
+    public_key: Any
+    label: str
+    subject: str | None = None
+
+
+class TrustStore:
+    """Issuer keys by kid. Several anchors may share a kid; each is tried."""
+
+    def __init__(self, anchors: Iterable[TrustAnchor] = ()) -> None:
+        self._by_kid: dict[bytes, list[TrustAnchor]] = {}
+        self._anchors: list[TrustAnchor] = []
+        for anchor in anchors:
+            self.add(anchor)
+
+    def add(self, anchor: TrustAnchor) -> None:
+        self._by_kid.setdefault(anchor.kid, []).append(anchor)
+        self._anchors.append(anchor)
+
+    def lookup(self, kid: bytes) -> list[TrustAnchor]:
+        return self._by_kid.get(kid, [])
+
+    def __iter__(self):
+        return iter(self._anchors)
+
+    def __len__(self) -> int:
+        return len(self._anchors)
+
+    @classmethod
+    def from_pem_files(cls, paths: Iterable[str | Path]) -> TrustStore:
+        store = cls()
+        for path in paths:
+            for anchor in anchors_from_pem_file(path):
+                store.add(anchor)
+        return store
+
+
+def anchors_from_pem_file(path: str | Path) -> list[TrustAnchor]:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TRUST_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TrustStoreError(f"trust file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TRUST_FILE_BYTES:
+        raise TrustStoreError(f"trust file {path}: larger than {MAX_TRUST_FILE_BYTES} bytes")
+    return anchors_from_pem(data, str(path))
+
+
+def anchors_from_pem(data: bytes, label: str) -> list[TrustAnchor]:
+    """Every ``CERTIFICATE`` and ``PUBLIC KEY`` block of a PEM bundle, in file order.
+
+    Any other block is refused by name, a private key above all: a trust file is public
+    material, and a key that leaked into one should be noticed, not skipped.
+    """
+    anchors: list[TrustAnchor] = []
+    for number, match in enumerate(_PEM_BLOCK.finditer(data), start=1):
+        kind = match.group(1).decode("ascii")
+        where = f"trust file {label}, block {number} ({kind})"
+        if "PRIVATE" in kind:
+            raise TrustStoreError(f"{where}: a private key does not belong in a trust file")
+        if kind not in ("CERTIFICATE", "PUBLIC KEY"):
+            raise TrustStoreError(f"{where}: only CERTIFICATE and PUBLIC KEY blocks are accepted")
+        try:
+            der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+            if kind == "CERTIFICATE":
+                cert = x509.load_der_x509_certificate(der)
+                anchors.append(
+                    TrustAnchor(kid_for_der(der), cert.public_key(), f"{label}#{number}", cert.subject.rfc4514_string())
+                )
+            else:
+                anchors.append(TrustAnchor(kid_for_der(der), load_der_public_key(der), f"{label}#{number}"))
+        except (ValueError, TypeError, binascii.Error) as exc:
+            raise TrustStoreError(f"{where}: does not parse ({exc})") from None
+    if not anchors:
+        raise TrustStoreError(f"trust file {label}: no PEM certificate or public key in it")
+    return anchors

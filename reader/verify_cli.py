@@ -1,0 +1,307 @@
+"""``gate-reader verify``: the technician's "why was this denied?" tool, and the contract
+other checks (tests, vectors, a pilot site) use to ask the verifier one question at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from reader.errors import ConfigError
+from reader.gatepass.decide import Clock, CredentialCache, Decision, Policy, decide_nfc, decide_text
+from reader.gatepass.envelope import DEFAULT_PREFIXES
+from reader.gatepass.statuslist import StatusList, StatusLists, TokenRejected, verify_status_token
+from reader.gatepass.trust import TrustStore
+from reader.timeparse import parse_time
+
+_DEFAULTS = Policy()
+MAX_STATUS_FILE_BYTES = 32 << 20
+MAX_JSONL_LINE_CHARS = 1 << 20
+
+_DESCRIPTION = """\
+Decide grant or deny for one credential, offline, exactly as a gate would (GatePass v1),
+and say why. PAYLOAD is the text a camera or scanner read (for example GP1:NCF...), taken
+exactly as given; '-' reads it from standard input (one trailing line end is removed).
+With --nfc, PAYLOAD is the hex of the bytes an NFC holder answered to that challenge.
+"""
+
+_EPILOG = """\
+exit status: 0 grant, 1 deny, 2 usage or configuration error (with --jsonl: 0 once every
+line is answered).
+
+--jsonl reads one JSON object per line from standard input with the keys "payload"
+(required), "at", "trust", "status", "prefix" (a list), "allow_static" and "nfc"; unknown
+keys are ignored, paths are relative to the working directory. Each line is an
+independent one-shot check (no replay memory) and gets exactly one JSON line back, in
+order; a line that is not a valid request gets {"error": "..."}.
+
+A result holds decision (grant/deny), reason (spec section 7), subject, issuer, kid (hex),
+assurance (high, static, low), credential_hash (short hash of the credential id), detail,
+warnings, checks (format, issuer_signature, claims, validity, holder_signature, freshness,
+status: ok, fail or skipped) and status_lists (each list file, and why it was ignored).
+
+examples:
+  gate-reader verify --trust issuer.pem --status list.cwt 'GP1:NCF...'
+  gate-reader verify --trust issuer.pem --at 2027-01-01T08:00:00Z --json - < code.txt
+  gate-reader verify --trust issuer.pem --nfc 00112233445566778899aabbccddeeff A28458...
+"""
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="decide grant or deny for one credential and say why",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("payload", nargs="?", metavar="PAYLOAD | -", help="the text read, or '-' for stdin")
+    parser.add_argument("--trust", action="append", default=[], metavar="PEM",
+                        help="issuer certificates or PUBLIC KEY files to trust (repeatable; bundles allowed)")
+    parser.add_argument("--status", action="append", default=[], metavar="FILE",
+                        help="status list token files (CWT); per uri the newest iat is used (repeatable)")
+    parser.add_argument("--at", metavar="TIME",
+                        help="the clock: epoch seconds or ISO 8601 with Z or an offset (default: now); "
+                        "an explicit clock is trusted")
+    parser.add_argument("--prefix", action="append", metavar="P",
+                        help="accepted QR prefix, exact and case-sensitive (repeatable; default GP1:)")
+    parser.add_argument("--allow-static", action="store_true",
+                        help="accept static passes (an issuer credential shown without a holder signature)")
+    parser.add_argument("--nfc", metavar="RNONCE_HEX",
+                        help="NFC check: the 16-byte challenge the gate sent, as hex; PAYLOAD is then hex")
+    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s, metavar="S",
+                        help="QR freshness window in seconds (default %(default)g)")
+    parser.add_argument("--future-skew", type=float, default=_DEFAULTS.future_skew_s, metavar="S",
+                        help="how far ahead a QR presentation's iat may be, seconds (default %(default)g)")
+    parser.add_argument("--skew", type=float, default=_DEFAULTS.skew_s, metavar="S",
+                        help="clock skew allowed for a credential's or list's iat, seconds (default %(default)g)")
+    parser.add_argument("--max-age", type=float, default=_DEFAULTS.max_age_s, metavar="S",
+                        help="a status list older than this is stale, seconds (default %(default)g)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    output.add_argument("--jsonl", action="store_true", help="answer JSON requests from stdin, one per line")
+    parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One check, as given on the command line or on one --jsonl line."""
+
+    payload: str
+    at: float | None
+    trust: tuple[str, ...]
+    status: tuple[str, ...]
+    prefixes: tuple[str, ...]
+    allow_static: bool
+    nfc: bytes | None
+
+
+class Checker:
+    """Answers requests; trust stores and list files are read once per process."""
+
+    def __init__(self, policy_base: Policy) -> None:
+        self.policy_base = policy_base
+        self._trust: dict[tuple[str, ...], TrustStore] = {}
+        self._caches: dict[tuple[str, ...], CredentialCache] = {}
+        self._files: dict[str, bytes] = {}
+
+    def trust_store(self, paths: tuple[str, ...]) -> TrustStore:
+        store = self._trust.get(paths)
+        if store is None:
+            store = self._trust[paths] = TrustStore.from_pem_files(paths)
+            self._caches[paths] = CredentialCache()
+        return store
+
+    def _read_list(self, path: str) -> bytes:
+        raw = self._files.get(path)
+        if raw is None:
+            try:
+                with open(path, "rb") as handle:
+                    raw = handle.read(MAX_STATUS_FILE_BYTES + 1)
+            except OSError as exc:
+                raise ConfigError(f"status file {path}: {exc.strerror or exc}") from None
+            if len(raw) > MAX_STATUS_FILE_BYTES:
+                raise ConfigError(f"status file {path}: larger than {MAX_STATUS_FILE_BYTES} bytes")
+            self._files[path] = raw
+        return raw
+
+    def status_lists(
+        self, paths: tuple[str, ...], trust: TrustStore, now: float, skew_s: float
+    ) -> tuple[StatusLists, list[dict[str, Any]]]:
+        lists = StatusLists()
+        report: list[dict[str, Any]] = []
+        for path in paths:
+            raw = self._read_list(path)
+            try:
+                status_list: StatusList = verify_status_token(raw, trust, now=now, skew_s=skew_s)
+            except TokenRejected as exc:
+                report.append({"file": path, "uri": None, "iat": None, "used": False, "ignored": str(exc)})
+                continue
+            kept = lists.offer(status_list)
+            report.append({
+                "file": path, "uri": status_list.uri, "iat": status_list.iat, "used": kept,
+                "ignored": None if kept else "a list with the same or a newer iat is held for this uri",
+            })
+        # A list kept first may have been replaced by a newer one for the same uri.
+        for entry in report:
+            if entry["used"] and lists.get(entry["uri"]).iat != entry["iat"]:  # type: ignore[union-attr]
+                entry["used"] = False
+                entry["ignored"] = "a newer list for this uri was given"
+        return lists, report
+
+    def check(self, request: Request) -> dict[str, Any]:
+        now = time.time() if request.at is None else request.at
+        policy = Policy(
+            allow_static=request.allow_static,
+            window_s=self.policy_base.window_s,
+            future_skew_s=self.policy_base.future_skew_s,
+            skew_s=self.policy_base.skew_s,
+            max_age_s=self.policy_base.max_age_s,
+        )
+        trust = self.trust_store(request.trust)
+        lists, report = self.status_lists(request.status, trust, now, policy.skew_s)
+        clock = Clock(now)
+        cache = self._caches[request.trust]
+        decision: Decision
+        if request.nfc is not None:
+            try:
+                response = bytes.fromhex(request.payload)
+            except ValueError:
+                raise ConfigError("with --nfc the payload must be hex") from None
+            decision = decide_nfc(response, request.nfc, clock=clock, trust=trust, lists=lists, policy=policy,
+                                  cache=cache)
+        else:
+            decision = decide_text(request.payload, clock=clock, trust=trust, lists=lists, policy=policy,
+                                   prefixes=request.prefixes, cache=cache)
+        result = decision.to_json()
+        result["status_lists"] = report
+        return result
+
+
+def _challenge(text: str) -> bytes:
+    try:
+        challenge = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"nfc challenge {text!r} is not hex") from None
+    if len(challenge) != 16:
+        raise ConfigError(f"nfc challenge must be 16 bytes, got {len(challenge)}")
+    return challenge
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ConfigError(f"{key} must be a string or a list of strings")
+
+
+def request_from_json(line: str) -> Request:
+    """One --jsonl line as a Request; ConfigError says what is wrong with it."""
+    if len(line) > MAX_JSONL_LINE_CHARS:
+        raise ConfigError(f"request line longer than {MAX_JSONL_LINE_CHARS} characters")
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("a request must be a JSON object")
+    payload = data.get("payload")
+    if not isinstance(payload, str):
+        raise ConfigError("payload must be a string")
+    at = data.get("at")
+    if at is not None:
+        if isinstance(at, bool) or not isinstance(at, int | float | str):
+            raise ConfigError("at must be epoch seconds or an ISO 8601 string")
+        at = parse_time(at) if isinstance(at, str) else float(at)
+    allow_static = data.get("allow_static", False)
+    if not isinstance(allow_static, bool):
+        raise ConfigError("allow_static must be true or false")
+    nfc = data.get("nfc")
+    if nfc is not None and not isinstance(nfc, str):
+        raise ConfigError("nfc must be a hex string")
+    prefixes = _strings(data["prefix"], "prefix") if data.get("prefix") is not None else DEFAULT_PREFIXES
+    return Request(
+        payload=payload,
+        at=at,
+        trust=_strings(data.get("trust", []), "trust"),
+        status=_strings(data.get("status", []), "status"),
+        prefixes=prefixes,
+        allow_static=allow_static,
+        nfc=_challenge(nfc) if nfc is not None else None,
+    )
+
+
+def _read_payload(argument: str | None, stdin: TextIO) -> str:
+    if argument is None:
+        raise ConfigError("a PAYLOAD (or '-' for standard input) is required")
+    if argument != "-":
+        return argument
+    text = stdin.read(8 * 4096 + 3)
+    # Only the line terminator is ours to strip; the verifier takes the rest as given.
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n") or text.endswith("\r"):
+        return text[:-1]
+    return text
+
+
+def _print_human(result: dict[str, Any], out: TextIO) -> None:
+    print(f"{result['decision']}: {result['reason']}" + (f" ({result['detail']})" if result["detail"] else ""),
+          file=out)
+    for key in ("subject", "issuer", "kid", "assurance", "credential_hash"):
+        if result[key] is not None:
+            print(f"  {key}: {result[key]}", file=out)
+    for warning in result["warnings"]:
+        print(f"  warning: {warning}", file=out)
+    print("  checks: " + ", ".join(f"{name}={value}" for name, value in result["checks"].items()), file=out)
+    for entry in result["status_lists"]:
+        state = "used" if entry["used"] else f"ignored: {entry['ignored']}"
+        print(f"  status list {entry['file']}: {state}", file=out)
+
+
+def _run_jsonl(checker: Checker, stdin: TextIO, out: TextIO) -> int:
+    for line in stdin:
+        try:
+            answer = checker.check(request_from_json(line))
+        except (ConfigError, ValueError) as exc:
+            answer = {"error": str(exc)}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+    return 0
+
+
+def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
+    base = Policy(window_s=args.window, future_skew_s=args.future_skew, skew_s=args.skew, max_age_s=args.max_age)
+    checker = Checker(base)
+    if args.jsonl:
+        if args.payload is not None:
+            print("gate-reader verify: error: --jsonl takes its requests from stdin, not PAYLOAD", file=sys.stderr)
+            return 2
+        return _run_jsonl(checker, stdin, out)
+    try:
+        request = Request(
+            payload=_read_payload(args.payload, stdin),
+            at=parse_time(args.at) if args.at is not None else None,
+            trust=tuple(args.trust),
+            status=tuple(args.status),
+            prefixes=tuple(args.prefix) if args.prefix else DEFAULT_PREFIXES,
+            allow_static=args.allow_static,
+            nfc=_challenge(args.nfc) if args.nfc is not None else None,
+        )
+        result = checker.check(request)
+    except (ConfigError, ValueError) as exc:
+        print(f"gate-reader verify: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    else:
+        _print_human(result, out)
+    return 0 if result["decision"] == "grant" else 1
+
