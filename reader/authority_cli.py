@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reader import authority_cli_args as a
+from reader import publish_cli
 from reader.gatepass.authority import (
     ALG_BY_NAME,
     AuthorityError,
@@ -49,6 +50,7 @@ def add_parser(commands: Any) -> None:
     for build in (_issuer_parser, _holder_parser, _issue_parser, _present_parser, _static_parser,
                   _answer_parser, _status_parser, _legacy_parser):
         build(actions)
+    publish_cli.add_actions(actions, _action, _load_issuer)
 
 
 def _action(actions: Any, name: str, handler: Handler, summary: str, description: str, example: str) -> Any:

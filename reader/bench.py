@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from reader import bench_cache
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.cose import parse_sign1
 from reader.gatepass.decide import Clock, CredentialCache, Policy, decide_text
@@ -48,6 +49,7 @@ def add_parser(commands: Any) -> None:
     verify.add_argument("--count", type=int, default=2000, help="decisions per measurement (default %(default)s)")
     verify.add_argument("--json", action="store_true", help="print only the JSON object")
     verify.set_defaults(func=run_verify)
+    bench_cache.add_parsers(kinds)
 
 
 def _percentile(samples: list[float], fraction: float) -> float:

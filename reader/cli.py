@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from reader import authority_cli, bench, verify_cli
+from reader import authority_cli, bench, cache_cli, verify_cli
 
 # syslog priority prefixes (sd-daemon(3)) so journald keeps each line's level.
 _PRIORITY = {logging.DEBUG: "<7>", logging.INFO: "<6>", logging.WARNING: "<4>", logging.ERROR: "<3>",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     verify_cli.add_parser(commands)
+    cache_cli.add_parser(commands)
     authority_cli.add_parser(commands)
     bench.add_parser(commands)
     return parser

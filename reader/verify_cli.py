@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from reader.errors import ConfigError
@@ -60,6 +60,10 @@ def add_parser(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("payload", nargs="?", metavar="PAYLOAD | -", help="the text read, or '-' for stdin")
+    parser.add_argument("--config", metavar="FILE",
+                        help="decide as the configured gate does: trust anchors, status lists, time floor and "
+                        "policy from its offline cache and [policy] (instead of --trust/--status); without --at "
+                        "the clock may be untrusted, as at the gate")
     parser.add_argument("--trust", action="append", default=[], metavar="PEM",
                         help="issuer certificates or PUBLIC KEY files to trust (repeatable; bundles allowed)")
     parser.add_argument("--status", action="append", default=[], metavar="FILE",
@@ -182,6 +186,53 @@ class Checker:
         return result
 
 
+class StoreChecker(Checker):
+    """Answers requests from a gate's offline cache, as the gate would (one-shot: no replay
+    memory). The cache is read once per process."""
+
+    def __init__(self, policy_base: Policy, config: Any) -> None:
+        from reader.gate_state import load_state, open_cache
+
+        super().__init__(policy_base)
+        self.config = config
+        with open_cache(config) as store:
+            self.state = load_state(store, config.gate.trust)
+        self.cache = CredentialCache()
+
+    def check(self, request: Request) -> dict[str, Any]:
+        from reader.clock import gate_clock
+
+        if request.trust or request.status:
+            raise ConfigError("with --config the trust anchors and lists come from the cache, not trust/status")
+        policy = self.config.policy.policy()
+        if request.allow_static:
+            policy = replace(policy, allow_static=True)
+        if request.at is not None:
+            clock = Clock(request.at)  # an explicit clock given to a one-shot check is trusted
+        else:
+            clock = gate_clock(time.time(), self.state.time_floor, policy.skew_s)
+        prefixes = request.prefixes if request.prefixes != DEFAULT_PREFIXES else self.config.policy.prefixes
+        state = self.state
+        if request.nfc is not None:
+            try:
+                response = bytes.fromhex(request.payload)
+            except ValueError:
+                raise ConfigError("with --nfc the payload must be hex") from None
+            decision = decide_nfc(response, request.nfc, clock=clock, trust=state.trust, lists=state.lists,
+                                  policy=policy, cache=self.cache)
+        else:
+            decision = decide_text(request.payload, clock=clock, trust=state.trust, lists=state.lists,
+                                   policy=policy, prefixes=prefixes, cache=self.cache)
+        result = decision.to_json()
+        result["status_lists"] = [
+            {"file": str(self.config.cache.path), "uri": status_list.uri, "iat": status_list.iat, "used": True,
+             "ignored": None}
+            for status_list in state.lists
+        ]
+        result["clock_trusted"] = clock.trusted
+        return result
+
+
 def _challenge(text: str) -> bytes:
     try:
         challenge = bytes.fromhex(text)
@@ -279,7 +330,22 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     base = Policy(window_s=args.window, future_skew_s=args.future_skew, skew_s=args.skew, max_age_s=args.max_age)
-    checker = Checker(base)
+    try:
+        if args.config is not None:
+            if args.trust or args.status:
+                raise ConfigError("--config takes the trust anchors and lists from the cache: drop --trust/--status")
+            from offline_cache.errors import CacheError
+            from reader.config import load_config
+
+            try:
+                checker: Checker = StoreChecker(base, load_config(args.config))
+            except CacheError as exc:
+                raise ConfigError(str(exc)) from None
+        else:
+            checker = Checker(base)
+    except ConfigError as exc:
+        print(f"gate-reader verify: error: {exc}", file=sys.stderr)
+        return 2
     if args.jsonl:
         if args.payload is not None:
             print("gate-reader verify: error: --jsonl takes its requests from stdin, not PAYLOAD", file=sys.stderr)

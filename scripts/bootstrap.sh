@@ -16,7 +16,13 @@ fi
 stamp=.venv/.gate-reader-installed
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    log=.venv/bootstrap.log
+    # pip's build warnings are noise on success; on failure the whole log is shown.
+    if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+           .venv/bin/python -m pip install --quiet -e ".[test]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "bootstrap: installing the project into .venv failed (log above, also in $log)" >&2
+        exit 1
+    fi
     echo "$wanted" > "$stamp"
 fi

@@ -1,0 +1,369 @@
+"""The gate's offline cache: one SQLite database with what sync verified and stored
+(trust anchors, status list tokens, the legacy card list, sync state), the trusted-time
+floor (spec section 6), the replay memory for QR presentations (spec 2.1) and the event
+journal's tables (offline_cache/journal.py).
+
+Writers and readers are separate processes: the sync job writes, the daemon reads (and
+appends to the journal). WAL lets them run at once; an update is one ``BEGIN IMMEDIATE``
+transaction, so a reader that reads inside :meth:`Store.reading` sees all of it or none.
+A ``Store`` wraps one connection and belongs to one thread; open another for another
+thread or process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from offline_cache import schema
+from offline_cache.errors import RollbackRefused, StoreError
+
+log = logging.getLogger(__name__)
+
+LEGACY_URI = "legacy"
+TRUST_NAME = "issuers"
+TUF_ROLES = ("root", "timestamp", "snapshot", "targets")
+_TOKEN_COLUMNS = "uri, iat, exp, raw, sha256, stored_at"
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A token as sync stored it: the exact bytes, and the facts sync verified about them."""
+
+    uri: str  # the list's sub; "legacy" for the legacy card list
+    iat: float
+    exp: float | None
+    raw: bytes
+    sha256: str  # hex of SHA-256(raw)
+    stored_at: float  # the ``at`` of the sync that wrote it
+
+
+@dataclass(frozen=True)
+class SyncUpdate:
+    """What one successful sync verified, to be stored in one transaction.
+
+    ``status`` holds ``(uri, iat, exp, raw)``; ``legacy`` is ``(iat, exp, raw)``;
+    ``trust_pem`` None means "no change"; lists not named here are kept as they are."""
+
+    trust_pem: bytes | None
+    status: Sequence[tuple[str, float, float | None, bytes]]
+    legacy: tuple[float, float | None, bytes] | None
+    tuf_versions: Mapping[str, int]
+    time_floor: float | None
+    at: float
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    written: list[str]  # uris rewritten ("legacy" for the legacy list)
+    unchanged: list[str]  # uris offered but kept as held (same bytes, or same iat)
+    trust_changed: bool
+    generation: int
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _finite(value: float, what: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    return value
+
+
+class Store:
+    """One open cache database. Use :meth:`open`; close it, or use it as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, epoch_id: str) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+        self.epoch_id = epoch_id
+
+    # -- opening and closing ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False, check: bool = True) -> Store:
+        """Open (and, with ``create``, make) the cache database at ``path``.
+
+        StoreError naming the file when it is missing without ``create``, empty without
+        ``create``, not a SQLite database, corrupt, someone else's database, or of a newer
+        schema. ``check`` runs ``PRAGMA quick_check(1)`` (reads every page once, see
+        :func:`offline_cache.schema.connect`)."""
+        path = Path(path)
+        conn, epoch_id = schema.connect(path, create=create, check=check)
+        return cls(conn, path, epoch_id)
+
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}{', closed' if self._conn is None else ''})"
+
+    # -- transactions ----------------------------------------------------------------
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The sqlite3 connection (autocommit mode: ``isolation_level=None``); for the
+        journal and tests. Transactions go through :meth:`writing` and :meth:`reading`."""
+        if self._conn is None:
+            raise StoreError(f"cache database {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def guard(self) -> Iterator[sqlite3.Connection]:
+        """The connection, with sqlite3 errors (corruption found late, disk full, locked
+        past the busy timeout) turned into StoreError naming the file."""
+        conn = self.connection
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"cache database {self.path}: {exc}") from None
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting
+        up to the busy timeout), so checks made inside it still hold at COMMIT. Anything
+        raised inside rolls everything back. Not inside :meth:`reading` (StoreError)."""
+        with self.guard() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every read inside sees the same committed state, so the
+        trust anchors, lists and generation read one after the other come from one sync.
+        Nested use joins the outer transaction."""
+        with self.guard() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.guard() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def meta(self, key: str) -> Any:
+        """A value from ``meta`` (None when absent)."""
+        return self._one("SELECT value FROM meta WHERE key = ?", (key,))
+
+    # -- change marker ---------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """``PRAGMA data_version``: changes when another connection committed anything (a
+        sync, the uploader marking records sent). Costs microseconds: poll it, then look at
+        :meth:`generation` to see whether the lists changed."""
+        try:  # no context manager here: this is polled on every presentation
+            return self.connection.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cache database {self.path}: {exc}") from None
+
+    def generation(self) -> int:
+        """A counter that :meth:`apply_sync` bumps only when trust or a list changed."""
+        return int(self.meta("generation"))
+
+    # -- what sync wrote -------------------------------------------------------------
+
+    def trust_pem(self) -> bytes | None:
+        value = self._one("SELECT pem FROM trust WHERE name = ?", (TRUST_NAME,))
+        return None if value is None else bytes(value)
+
+    def status_tokens(self) -> list[StoredToken]:
+        """Every stored status list token, by uri."""
+        with self.guard() as conn:
+            rows = conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM status_lists ORDER BY uri").fetchall()
+        return [self._token(row) for row in rows]
+
+    def legacy_token(self) -> StoredToken | None:
+        with self.guard() as conn:
+            row = conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM legacy_list WHERE uri = ?", (LEGACY_URI,)).fetchone()
+        return None if row is None else self._token(row)
+
+    def held_iat(self, uri: str) -> float | None:
+        """The iat of the status list held for ``uri`` (None if none): sync refuses older."""
+        return self._one("SELECT iat FROM status_lists WHERE uri = ?", (uri,))
+
+    @staticmethod
+    def _token(row: tuple[Any, ...]) -> StoredToken:
+        uri, iat, exp, raw, sha256, stored_at = row
+        return StoredToken(uri, iat, exp, bytes(raw), sha256, stored_at)
+
+    def apply_sync(self, update: SyncUpdate) -> ApplyResult:
+        """Store what a sync verified, all of it or nothing, in one transaction.
+
+        Per uri (and for the legacy list): the same bytes are not rewritten; a smaller iat
+        than the held one raises RollbackRefused and nothing of the update is applied; an
+        equal iat keeps the held token (spec 3). Trust is rewritten only when its bytes
+        differ; the time floor only rises. The generation moves only if trust or a list
+        changed. The sync is recorded as successful in the same transaction."""
+        at = _finite(update.at, "update.at")
+        offered = self._newest_per_uri(update.status)
+        unknown = set(update.tuf_versions) - set(TUF_ROLES)
+        if unknown:
+            raise ValueError(f"tuf_versions: unknown roles {sorted(unknown)} (known: {', '.join(TUF_ROLES)})")
+        if update.legacy is not None:
+            iat, exp, raw = update.legacy
+            offered.append(("legacy_list", LEGACY_URI, _finite(iat, "legacy iat"), exp, bytes(raw)))
+        with self.writing() as conn:
+            # First decide everything, then write: a refusal leaves no partial work behind
+            # (the rollback would undo it anyway; this keeps the rule readable).
+            plan: list[tuple[str, str, float, float | None, bytes, str]] = []
+            unchanged: list[str] = []
+            for table, uri, iat, exp, raw in offered:
+                sha = _sha256(raw)
+                held = conn.execute(f"SELECT iat, sha256 FROM {table} WHERE uri = ?", (uri,)).fetchone()
+                if held is not None and held[1] == sha:
+                    unchanged.append(uri)
+                elif held is not None and iat < held[0]:
+                    raise RollbackRefused(f"{uri}: iat {iat:g} is older than the held {held[0]:g}; nothing applied")
+                elif held is not None and iat == held[0]:
+                    unchanged.append(uri)  # spec 3: on equal iat keep the one held
+                else:
+                    plan.append((table, uri, iat, exp, raw, sha))
+            for table, uri, iat, exp, raw, sha in plan:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {table} ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (uri, iat, exp, raw, sha, at),
+                )
+            trust_changed = False
+            if update.trust_pem is not None:
+                pem = bytes(update.trust_pem)
+                sha = _sha256(pem)
+                held_sha = conn.execute("SELECT sha256 FROM trust WHERE name = ?", (TRUST_NAME,)).fetchone()
+                if held_sha is None or held_sha[0] != sha:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO trust (name, pem, sha256, stored_at) VALUES (?, ?, ?, ?)",
+                        (TRUST_NAME, pem, sha, at),
+                    )
+                    trust_changed = True
+            if update.time_floor is not None:
+                self._raise_floor(conn, _finite(update.time_floor, "time_floor"), "sync")
+            generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            if plan or trust_changed:
+                generation += 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
+            sets = ", ".join(f'"{role}" = ?' for role in update.tuf_versions)
+            conn.execute(
+                "UPDATE sync_state SET last_attempt = ?, last_success = ?, last_error = NULL"
+                + (f", {sets}" if sets else "")
+                + " WHERE id = 1",
+                (at, at, *(int(version) for version in update.tuf_versions.values())),
+            )
+        written = [uri for _table, uri, *_rest in plan]
+        if written or trust_changed:
+            log.info("cache %s: generation %s: wrote %s, trust %s", self.path, generation, written, trust_changed)
+        return ApplyResult(written, unchanged, trust_changed, generation)
+
+    @staticmethod
+    def _newest_per_uri(
+        status: Sequence[tuple[str, float, float | None, bytes]],
+    ) -> list[tuple[str, str, float, float | None, bytes]]:
+        """One token per uri, the largest iat (the first of equals), as spec 3 keeps them."""
+        best: dict[str, tuple[str, str, float, float | None, bytes]] = {}
+        for uri, iat, exp, raw in status:
+            if not isinstance(uri, str) or not uri:
+                raise ValueError(f"status list uri must be a non-empty string, not {uri!r}")
+            iat = _finite(iat, f"iat of {uri}")
+            if uri not in best or iat > best[uri][2]:
+                best[uri] = ("status_lists", uri, iat, exp, bytes(raw))
+        return list(best.values())
+
+    def record_sync_failure(self, error: str, at: float) -> None:
+        """Record a failed attempt: last_attempt and last_error; data and last_success stay."""
+        with self.writing() as conn:
+            conn.execute(
+                "UPDATE sync_state SET last_attempt = ?, last_error = ? WHERE id = 1",
+                (_finite(at, "at"), " ".join(str(error).split())[:1000]),
+            )
+
+    def sync_state(self) -> dict[str, Any]:
+        """``last_attempt``, ``last_success``, ``last_error`` and ``tuf_versions`` (a dict of
+        root, timestamp, snapshot, targets; None where never seen)."""
+        with self.guard() as conn:
+            row = conn.execute(
+                "SELECT last_attempt, last_success, last_error, root, timestamp, snapshot, targets "
+                "FROM sync_state WHERE id = 1"
+            ).fetchone()
+        return {
+            "last_attempt": row[0],
+            "last_success": row[1],
+            "last_error": row[2],
+            "tuf_versions": dict(zip(TUF_ROLES, row[3:], strict=True)),
+        }
+
+    # -- trusted time (spec 6) -------------------------------------------------------
+
+    def time_floor(self) -> float | None:
+        """The persisted time floor: the clock is untrusted more than the skew below it."""
+        value = self.meta("time_floor")
+        return None if value is None else float(value)
+
+    def raise_time_floor(self, t: float, source: str) -> None:
+        """Raise the floor to ``t`` (never lowers it); ``source`` says why (``sync``,
+        ``ntp``...), kept beside it for the status command."""
+        with self.writing() as conn:
+            self._raise_floor(conn, _finite(t, "time floor"), source)
+
+    @staticmethod
+    def _raise_floor(conn: sqlite3.Connection, t: float, source: str) -> None:
+        held = conn.execute("SELECT value FROM meta WHERE key = 'time_floor'").fetchone()[0]
+        if held is None or t > held:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'time_floor'", (t,))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'time_floor_source'", (source,))
+
+    # -- replay memory (spec 2.1) ----------------------------------------------------
+
+    def replay_seen(self, cti: bytes, nonce: bytes, now: float) -> bool:
+        """Whether ``(cti, nonce)`` was granted and is still remembered at ``now``."""
+        return (
+            self._one(
+                "SELECT 1 FROM replay WHERE cti = ? AND nonce = ? AND keep_until >= ?",
+                (bytes(cti), bytes(nonce), now),
+            )
+            is not None
+        )
+
+    def replay_remember(self, cti: bytes, nonce: bytes, keep_until: float) -> None:
+        """Remember a granted pair until ``keep_until`` (iat + window); a later
+        ``keep_until`` for the same pair extends it, an earlier one never shortens it."""
+        with self.guard() as conn:
+            conn.execute(
+                "INSERT INTO replay (cti, nonce, keep_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (cti, nonce) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
+                (bytes(cti), bytes(nonce), _finite(keep_until, "keep_until")),
+            )
+
+    def replay_prune(self, now: float) -> int:
+        """Forget pairs that can no longer be fresh; return how many."""
+        with self.guard() as conn:
+            return conn.execute("DELETE FROM replay WHERE keep_until < ?", (now,)).rowcount

@@ -1,0 +1,197 @@
+"""``gate-reader sync``, ``upload``, ``events`` and ``status``: the offline cache from the
+command line, for the systemd timer and for the technician."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from offline_cache.errors import CacheError
+from reader.config import Config, load_config
+from reader.errors import ConfigError, GateReaderError
+
+_CONFIG_HELP = "the gate's TOML configuration (see config/gate-reader.example.toml)"
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "sync", help="fetch signed revocation lists through TUF into the offline cache",
+        description="One sync: refresh the TUF metadata from [sync] metadata_url (root pinned at install), "
+        "download the targets that changed, verify every issuer certificate and list as GatePass says "
+        "(signature, typ, iat never going back) and store them in one transaction. Then, if [upload] is "
+        "configured, upload the event journal. Exit 0 on success; on failure exit 1 with one line naming "
+        "the failed check, the cache keeping its previous data.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
+    p.add_argument("--no-upload", action="store_true", help="skip the journal upload after the sync")
+    p.set_defaults(func=run_sync_command)
+
+    p = commands.add_parser(
+        "upload", help="send the event journal to the collector",
+        description="Upload unsent journal records as CloudEvents batches to [upload] url over HTTPS (the "
+        "collector's CA pinned), with a heartbeat and the chain head signed by the gate key; mark records "
+        "sent only on a 2xx answer; then apply the unsent cap (gap records) and the retention of sent "
+        "records. Exit 0 when everything was sent, 1 on failure (records stay unsent).",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
+    p.set_defaults(func=run_upload_command)
+
+    p = commands.add_parser(
+        "events", help="print the event journal",
+        description="Print journal records in order: sequence, time, reader, kind, decision, reason, subject, "
+        "credential hash, and whether the hash chain checks out at that record.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
+    p.add_argument("--since", type=int, metavar="SEQ", help="only records after this sequence number")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=run_events_command)
+
+    p = commands.add_parser(
+        "status", help="what the gate's cache holds and how fresh it is",
+        description="Show the status lists (uri, iat, entries, staleness), the legacy list, the trust anchors, "
+        "the time floor and whether the clock is trusted, the last sync and its error, and the journal "
+        "counts (total, unsent, gaps).",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_status_command)
+
+
+def _fail(command: str, message: str, code: int = 2) -> int:
+    print(f"gate-reader {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_sync_command(args: argparse.Namespace) -> int:
+    from reader.sync_job import run_sync
+
+    try:
+        config = _config(args)
+        report = run_sync(config)
+    except (ConfigError, CacheError, GateReaderError) as exc:
+        return _fail("sync", str(exc))
+    if not report.ok:
+        return _fail("sync", report.error or "failed", 1)
+    print(f"sync ok in {report.seconds:.2f} s: downloaded {', '.join(report.downloaded) or 'nothing'}; "
+          f"stored {', '.join(report.written) or 'nothing new'}")
+    if config.upload is not None and not args.no_upload:
+        return run_upload_command(args, config)
+    return 0
+
+
+def run_upload_command(args: argparse.Namespace, config: Config | None = None) -> int:
+    from reader.upload_job import run_upload
+
+    try:
+        result = run_upload(config or _config(args))
+    except (ConfigError, CacheError, GateReaderError) as exc:
+        return _fail("upload", str(exc))
+    if result.error:
+        return _fail("upload", f"{result.error} ({result.sent} sent before it)", 1)
+    print(f"upload ok: {result.sent} records in {result.batches} batches")
+    return 0
+
+
+def run_events_command(args: argparse.Namespace) -> int:
+    from offline_cache.journal import Journal
+    from offline_cache.store import Store
+
+    try:
+        config = _config(args)
+        with Store.open(config.cache.path) as store:
+            rows = Journal(store).records(since=args.since)
+    except (ConfigError, CacheError) as exc:
+        return _fail("events", str(exc))
+    for record, chain_ok in rows:
+        fields = {
+            "seq": record.seq, "time": _iso(record.time), "reader": record.reader, "kind": record.kind,
+            "decision": record.decision, "reason": record.reason, "subject": record.subject,
+            "credential_hash": record.credential_hash, "detail": record.detail, "chain_ok": chain_ok,
+        }
+        if args.json:
+            print(json.dumps(fields))
+        else:
+            print(" ".join("-" if value is None else str(value) for key, value in fields.items() if key != "detail")
+                  + (f"  ({record.detail})" if record.detail else ""))
+    return 0
+
+
+def status_report(config: Config, now: float | None = None) -> dict[str, Any]:
+    """Everything ``gate-reader status`` shows, as data (also the heartbeat's source)."""
+    from offline_cache.journal import Journal
+    from offline_cache.store import Store
+    from reader.clock import gate_clock
+    from reader.gate_state import load_state
+
+    now = time.time() if now is None else now
+    policy = config.policy
+    with Store.open(config.cache.path) as store:
+        state = load_state(store, config.gate.trust)
+        clock = gate_clock(now, state.time_floor, policy.skew_s)
+        lists = [
+            {
+                "uri": status_list.uri, "iat": _iso(status_list.iat), "exp": _iso(status_list.exp),
+                "age_s": round(now - status_list.iat), "entries": status_list.entries, "bits": status_list.bits,
+                "stale": status_list.is_stale(now, policy.max_age_s),
+            }
+            for status_list in state.lists
+        ]
+        legacy = None
+        if state.legacy is not None:
+            legacy = {"iat": _iso(state.legacy.iat), "exp": _iso(state.legacy.exp), "cards": len(state.legacy.cards),
+                      "stale": state.legacy.is_stale(now, policy.max_age_s)}
+        sync_state = store.sync_state()
+        counts = Journal(store).counts()
+    return {
+        "gate": config.gate.id,
+        "cache": str(config.cache.path),
+        "status_lists": lists,
+        "legacy_list": legacy,
+        "trust_anchors": [{"kid": anchor.kid.hex(), "subject": anchor.subject} for anchor in state.trust],
+        "time_floor": _iso(state.time_floor),
+        "clock_trusted": clock.trusted,
+        "sync": {key: (_iso(value) if key.startswith("last_") and key != "last_error" else value)
+                 for key, value in sync_state.items()},
+        "journal": counts,
+        "problems": state.problems,
+    }
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    try:
+        report = status_report(_config(args))
+    except (ConfigError, CacheError) as exc:
+        return _fail("status", str(exc))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"gate {report['gate']}  cache {report['cache']}")
+    print(f"clock: {'trusted' if report['clock_trusted'] else 'UNTRUSTED'} (time floor {report['time_floor']})")
+    sync = report["sync"]
+    print(f"last sync: attempt {sync.get('last_attempt')}, success {sync.get('last_success')}"
+          + (f", error: {sync['last_error']}" if sync.get("last_error") else ""))
+    for entry in report["status_lists"]:
+        print(f"list {entry['uri']}: iat {entry['iat']} ({entry['age_s']} s old), {entry['entries']} entries"
+              + (" STALE" if entry["stale"] else ""))
+    if report["legacy_list"]:
+        legacy = report["legacy_list"]
+        print(f"legacy list: iat {legacy['iat']}, {legacy['cards']} cards" + (" STALE" if legacy["stale"] else ""))
+    for anchor in report["trust_anchors"]:
+        print(f"trust: kid {anchor['kid']} {anchor['subject'] or ''}".rstrip())
+    journal = report["journal"]
+    print("journal: " + ", ".join(f"{key} {value}" for key, value in journal.items()))
+    for problem in report["problems"]:
+        print(f"problem: {problem}")
+    return 0
