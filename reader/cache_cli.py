@@ -41,6 +41,15 @@ def add_parser(commands: Any) -> None:
     p.set_defaults(func=run_upload_command)
 
     p = commands.add_parser(
+        "gate-key", help="make the gate's Ed25519 key (at install) and print its public key",
+        description="Create [gate] key (Ed25519, mode 0600) if it does not exist yet, and print its public key "
+        "as PEM: the centre registers it to check the journal chain heads this gate signs in its uploads. "
+        "An existing key is never replaced; a key file readable by others is refused.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
+    p.set_defaults(func=run_gate_key_command)
+
+    p = commands.add_parser(
         "events", help="print the event journal",
         description="Print journal records in order: sequence, time, reader, kind, decision, reason, subject, "
         "credential hash, and whether the hash chain checks out at that record.",
@@ -101,6 +110,19 @@ def run_upload_command(args: argparse.Namespace, config: Config | None = None) -
     if result.error:
         return _fail("upload", f"{result.error} ({result.sent} sent before it)", 1)
     print(f"upload ok: {result.sent} records in {result.batches} batches")
+    return 0
+
+
+def run_gate_key_command(args: argparse.Namespace) -> int:
+    from offline_cache.gatekey import load_or_create_gate_key, public_key_pem
+
+    try:
+        config = _config(args)
+        key = load_or_create_gate_key(config.gate.key)
+    except (ConfigError, CacheError) as exc:
+        return _fail("gate-key", str(exc))
+    print(f"gate {config.gate.id}: key {config.gate.key}")
+    sys.stdout.write(public_key_pem(key).decode())
     return 0
 
 

@@ -1,0 +1,186 @@
+"""The offline cache through the gate's commands: sync faults that are GatePass's (not
+TUF's) to catch, starting empty, the staleness policy, and the journal's upload and
+listing against a real collector on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from offline_cache.journal import Journal
+from offline_cache.publish import Repository
+from offline_cache.store import Store
+from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
+
+from .conftest import URI, code_for, run
+
+
+def _status_of(capsys, config: str) -> dict:
+    code, out, err = run(capsys, "status", "--config", config, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_list_signed_by_an_unknown_issuer_fails_the_sync(centre, capsys) -> None:
+    config = str(centre["config"])
+    assert run(capsys, "sync", "--config", config)[0] == 0
+    held = _status_of(capsys, config)["status_lists"]
+    stranger = Issuer.generate("ES256")
+    repo = Repository.open(centre["repo"])
+    repo.put_target("status/main.cwt", build_status_list(stranger, uri=URI, size=8, values={}, iat=int(time.time())))
+    repo.publish()
+    code, _, err = run(capsys, "sync", "--config", config)
+    assert code == 1 and "status list" in err and "not trusted" in err and len(err.strip().splitlines()) == 1
+    report = _status_of(capsys, config)
+    assert report["status_lists"] == held and "not trusted" in report["sync"]["last_error"]
+
+
+def test_list_with_an_older_iat_fails_the_sync(centre, capsys) -> None:
+    config = str(centre["config"])
+    assert run(capsys, "sync", "--config", config)[0] == 0
+    repo = Repository.open(centre["repo"])
+    old = build_status_list(centre["issuer"], uri=URI, size=1024, values={42: 1}, iat=int(time.time()) - 3600)
+    repo.put_target("status/main.cwt", old)
+    repo.publish()
+    code, _, err = run(capsys, "sync", "--config", config)
+    assert code == 1 and "rollback" in err
+    # The newer list (nothing revoked) is still what the gate decides with.
+    holder = Holder.generate("ES256")
+    assert run(capsys, "verify", "--config", config, code_for(centre["issuer"], holder, 42))[0] == 0
+
+
+def _gate_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\nid = "g"\ntrust = "issuer.pem"\n[cache]\npath = "db/cache.db"\n{extra}')
+    return config
+
+
+def test_start_empty_after_a_corrupt_database(tmp_path: Path, capsys) -> None:
+    issuer = Issuer.generate("EdDSA")
+    issuer.save(tmp_path / "issuer.key", tmp_path / "issuer.pem")
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "cache.db").write_bytes(b"\x00garbage" * 512)
+    config = _gate_config(tmp_path)
+    holder = Holder.generate("EdDSA")
+    now = int(time.time())
+    with_status = holder.present_qr(issue_credential(issuer, sub="E1", iat=now - 9, exp=now + 99, holder=holder,
+                                                     status=(URI, 1)), iat=now)
+    code, _, err = run(capsys, "verify", "--config", str(config), with_status)
+    assert code == 2 and "cache.db" in err  # refused: the config does not say to start empty
+
+    config = _gate_config(tmp_path, "start_empty = true\n")
+    code, out, _ = run(capsys, "verify", "--config", str(config), "--json", with_status)
+    assert code == 1 and json.loads(out)["reason"] == "status_unknown"
+    assert list((tmp_path / "db").glob("cache.db.bad-*")), "the unusable file is kept aside"
+    plain = holder.present_qr(issue_credential(issuer, sub="E2", iat=now - 9, exp=now + 99, holder=holder), iat=now)
+    assert run(capsys, "verify", "--config", str(config), plain)[0] == 0
+
+
+def _store_with_stale_list(tmp_path: Path, extra: str = "") -> tuple[Path, Issuer, Holder, int]:
+    issuer = Issuer.generate("ES256")
+    issuer.save(tmp_path / "issuer.key", tmp_path / "issuer.pem")
+    config = _gate_config(tmp_path, extra)
+    now = int(time.time())
+    token = build_status_list(issuer, uri=URI, size=8, values={}, iat=now - 100_000)
+    from offline_cache.store import SyncUpdate
+
+    with Store.open(tmp_path / "db" / "cache.db", create=True) as store:
+        store.apply_sync(SyncUpdate(trust_pem=issuer.certificate_pem, status=[(URI, now - 100_000, None, token)],
+                                    legacy=None, tuf_versions={}, time_floor=None, at=now))
+    return config, issuer, Holder.generate("ES256"), now
+
+
+def test_stale_list_denies_by_default(tmp_path: Path, capsys) -> None:
+    config, issuer, holder, now = _store_with_stale_list(tmp_path)
+    text = holder.present_qr(issue_credential(issuer, sub="E", iat=now - 9, exp=now + 99, holder=holder,
+                                              status=(URI, 1)), iat=now)
+    code, out, _ = run(capsys, "verify", "--config", str(config), "--json", text)
+    assert code == 1 and json.loads(out)["reason"] == "status_stale"
+
+
+def test_stale_list_allowed_by_policy_but_never_with_an_untrusted_clock(tmp_path: Path, capsys) -> None:
+    config, issuer, holder, now = _store_with_stale_list(tmp_path, '[policy]\non_stale = "allow"\n')
+    text = holder.present_qr(issue_credential(issuer, sub="E", iat=now - 9, exp=now + 999_999, holder=holder,
+                                              status=(URI, 1)), iat=now)
+    code, out, _ = run(capsys, "verify", "--config", str(config), "--json", text)
+    result = json.loads(out)
+    assert code == 0 and result["warnings"]
+    with Store.open(tmp_path / "db" / "cache.db") as store:
+        store.raise_time_floor(now + 10_000, "test")  # the system clock is now far behind the floor
+    code, out, _ = run(capsys, "verify", "--config", str(config), "--json", text)
+    result = json.loads(out)
+    assert code == 1 and result["reason"] == "clock_untrusted" and result["clock_trusted"] is False
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.headers["Content-Type"] == "application/cloudevents-batch+json"
+        self.server.events.extend(body)  # type: ignore[attr-defined]
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    server.events = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_journal_upload_and_listing(tmp_path: Path, capsys, collector) -> None:
+    port = collector.server_address[1]
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[gate]\nid = "g7"\n[cache]\npath = "db/cache.db"\n'
+                      f'[upload]\nurl = "http://127.0.0.1:{port + 1 if port < 65535 else 1}/events"\nbatch = 40\n')
+    with Store.open(tmp_path / "db" / "cache.db", create=True) as store:
+        journal = Journal(store)
+        for i in range(100):
+            journal.append(time=time.time(), kind="decision", reader="lobby", decision="grant", reason="granted",
+                           subject=f"E{i}", credential_hash=f"{i:016x}")
+    code, _, err = run(capsys, "upload", "--config", str(config))  # nobody listens there
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert _status_of(capsys, str(config))["journal"]["unsent"] == 100
+
+    config.write_text(config.read_text().replace(f":{port + 1 if port < 65535 else 1}/", f":{port}/"))
+    code, out, err = run(capsys, "upload", "--config", str(config))
+    assert code == 0, err
+    ids = [event["id"] for event in collector.events if event["type"] != "org.gatepass.gate.heartbeat"]
+    assert len(ids) == 100 and len(set(ids)) == 100 and ids[0].startswith("g7:")
+    heartbeats = [event for event in collector.events if event["type"] == "org.gatepass.gate.heartbeat"]
+    assert heartbeats and heartbeats[-1]["data"]["chain_head"]["seq"] == 100
+    assert _status_of(capsys, str(config))["journal"]["unsent"] == 0
+
+    code, out, _ = run(capsys, "events", "--config", str(config), "--json", "--since", "95")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["seq"] for line in lines] == [96, 97, 98, 99, 100]
+    assert all(line["chain_ok"] for line in lines) and lines[0]["subject"] == "E95"
+    code, out, _ = run(capsys, "events", "--config", str(config))
+    assert code == 0 and len(out.splitlines()) == 100
+
+
+def test_gate_key_is_made_once_and_kept(tmp_path: Path, capsys) -> None:
+    config = _gate_config(tmp_path)
+    (tmp_path / "issuer.pem").write_bytes(Issuer.generate("EdDSA").certificate_pem)
+    code, first, err = run(capsys, "gate-key", "--config", str(config))
+    assert code == 0, err
+    assert "BEGIN PUBLIC KEY" in first
+    key_file = tmp_path / "db" / "gate.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert run(capsys, "gate-key", "--config", str(config))[1] == first
+    key_file.chmod(0o644)
+    code, _, err = run(capsys, "gate-key", "--config", str(config))
+    assert code == 2 and str(key_file) in err
