@@ -7,7 +7,7 @@ import ctypes
 import ctypes.util
 import logging
 
-from reader.gatepass.decide import Clock
+from reader.gatepass.verdict import Clock
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reader.errors import ConfigError
-from reader.gatepass.decide import Policy
+from reader.gatepass.verdict import Policy
 
 MAX_CONFIG_BYTES = 1 << 20
 

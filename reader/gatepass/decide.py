@@ -12,7 +12,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -42,129 +42,38 @@ from reader.gatepass.cose import (
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_NFC_BYTES, EnvelopeError, open_text
 from reader.gatepass.statuslist import REVOKED, SUSPENDED, VALID, StatusLists
 from reader.gatepass.trust import TrustStore
-
-REASONS: tuple[str, ...] = (
-    "malformed",
-    "too_large",
-    "unsupported_alg",
-    "unknown_issuer",
-    "bad_issuer_signature",
-    "expired",
-    "not_yet_valid",
-    "static_not_allowed",
-    "bad_holder_signature",
-    "challenge_mismatch",
-    "presentation_stale",
-    "presentation_future",
-    "clock_untrusted",
-    "replayed",
-    "revoked",
-    "suspended",
-    "status_unknown",
-    "status_stale",
-    "legacy_not_allowed",
-    "unknown_card",
-    "not_authorized",
+from reader.gatepass.verdict import (
+    _RANK,
+    CHECKS,
+    DEFAULT_POLICY,
+    GRANTED,
+    REASONS,
+    Assurance,
+    CheckResult,
+    Clock,
+    Decision,
+    InMemoryReplay,
+    Policy,
+    ReplayMemory,
 )
-GRANTED = "granted"
-_RANK = {reason: rank for rank, reason in enumerate(REASONS)}
-CHECKS: tuple[str, ...] = (
-    "format",
-    "issuer_signature",
-    "claims",
-    "validity",
-    "holder_signature",
-    "freshness",
-    "status",
-)
-CheckResult = Literal["ok", "fail", "skipped"]
-Assurance = Literal["high", "static", "low"]
 
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What one reader accepts. Defaults are the spec's."""
-
-    allow_static: bool = False
-    allow_legacy: bool = False
-    window_s: float = 30
-    future_skew_s: float = 5
-    skew_s: float = 300
-    max_age_s: float = 86_400
-    on_stale: Literal["deny", "allow"] = "deny"
-    # Access groups this reader admits; empty admits every valid credential.
-    groups: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """The time a decision is made at. ``trusted`` is False when the system clock is more
-    than the skew below the persisted time floor (spec section 6); ``floor`` is that floor."""
-
-    now: float
-    trusted: bool = True
-    floor: float | None = None
-
-
-@dataclass(slots=True)
-class Decision:
-    """The outcome of one presentation. ``detail`` explains the reason in words; it never
-    holds key material, nonces or the credential itself. Treat it as a value (it is not
-    frozen only because a frozen dataclass costs microseconds to build on the hot path)."""
-
-    granted: bool
-    reason: str
-    checks: dict[str, CheckResult]
-    subject: str | None = None
-    issuer: str | None = None
-    kid: bytes | None = None
-    assurance: Assurance | None = None
-    credential_hash: str | None = None
-    detail: str | None = None
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "decision": "grant" if self.granted else "deny",
-            "reason": self.reason,
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "kid": self.kid.hex() if self.kid is not None else None,
-            "assurance": self.assurance,
-            "credential_hash": self.credential_hash,
-            "detail": self.detail,
-            "warnings": list(self.warnings),
-            "checks": dict(self.checks),
-        }
-
-
-class ReplayMemory(Protocol):
-    """Where a gate remembers granted QR ``(cti, nonce)`` pairs (spec 2.1)."""
-
-    def seen(self, cti: bytes, nonce: bytes, now: float) -> bool: ...
-
-    def remember(self, cti: bytes, nonce: bytes, keep_until: float) -> None: ...
-
-
-class InMemoryReplay:
-    """A replay memory for one process; pairs are dropped once they could not be fresh."""
-
-    def __init__(self) -> None:
-        self._until: dict[tuple[bytes, bytes], float] = {}
-
-    def seen(self, cti: bytes, nonce: bytes, now: float) -> bool:
-        until = self._until.get((cti, nonce))
-        return until is not None and now <= until
-
-    def remember(self, cti: bytes, nonce: bytes, keep_until: float) -> None:
-        self._until[(cti, nonce)] = keep_until
-
-    def prune(self, now: float) -> None:
-        self._until = {pair: until for pair, until in self._until.items() if until >= now}
-
-    def __len__(self) -> int:
-        return len(self._until)
-
+__all__ = [
+    "CHECKS",
+    "GRANTED",
+    "REASONS",
+    "Assurance",
+    "CheckResult",
+    "Clock",
+    "CredentialCache",
+    "Decision",
+    "InMemoryReplay",
+    "Policy",
+    "ReplayMemory",
+    "Verifier",
+    "decide_cose",
+    "decide_nfc",
+    "decide_text",
+]
 
 @dataclass(slots=True)
 class _IssuerCredential:
@@ -400,7 +309,7 @@ def decide_cose(
     clock: Clock,
     trust: TrustStore,
     lists: StatusLists,
-    policy: Policy = Policy(),
+    policy: Policy = DEFAULT_POLICY,
     challenge: bytes | None = None,
     replay: ReplayMemory | None = None,
     cache: CredentialCache | None = None,
@@ -514,7 +423,7 @@ def decide_text(
     clock: Clock,
     trust: TrustStore,
     lists: StatusLists,
-    policy: Policy = Policy(),
+    policy: Policy = DEFAULT_POLICY,
     prefixes: Sequence[str] = DEFAULT_PREFIXES,
     replay: ReplayMemory | None = None,
     cache: CredentialCache | None = None,
@@ -536,7 +445,7 @@ def decide_nfc(
     clock: Clock,
     trust: TrustStore,
     lists: StatusLists,
-    policy: Policy = Policy(),
+    policy: Policy = DEFAULT_POLICY,
     cache: CredentialCache | None = None,
 ) -> Decision:
     """Decide on the bytes an NFC holder answered to ``challenge`` (spec 2.2)."""
@@ -553,7 +462,7 @@ class Verifier:
 
     trust: TrustStore
     lists: StatusLists
-    policy: Policy = Policy()
+    policy: Policy = DEFAULT_POLICY
     prefixes: tuple[str, ...] = DEFAULT_PREFIXES
     cache: CredentialCache | None = field(default_factory=CredentialCache)
 

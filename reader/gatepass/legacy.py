@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reader.gatepass.claims import numeric_date
-from reader.gatepass.decide import CHECKS, Clock, Decision, Policy
+from reader.gatepass.verdict import CHECKS, Clock, Decision, Policy
 from reader.gatepass.statuslist import TokenRejected, verify_signed_token
 from reader.gatepass.trust import TrustStore
 
