@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reader.gatepass.claims import numeric_date
-from reader.gatepass.verdict import CHECKS, Clock, Decision, Policy
 from reader.gatepass.statuslist import TokenRejected, verify_signed_token
 from reader.gatepass.trust import TrustStore
+from reader.gatepass.verdict import CHECKS, Clock, Decision, Policy
 
 LEGACY_LIST_TYP = "application/gatepass-legacy+cwt"
 CLAIM_CARDS = -65537

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -50,10 +51,8 @@ def _drain(sink: queue.Queue, count: int, timeout: float = 3.0) -> list[Presenta
     got = []
     deadline = time.monotonic() + timeout
     while len(got) < count and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(queue.Empty):
             got.append(sink.get(timeout=0.05))
-        except queue.Empty:
-            pass
     return got
 
 
