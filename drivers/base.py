@@ -130,8 +130,12 @@ class SourceBase:
             self._health.last_read_at = time.time()
         if isinstance(self._sink, queue.Queue):
             self._sink.put(presentation)
-        else:
+            return
+        try:
             self._sink(presentation)
+        except Exception:
+            # The consumer's failure is not the device's: keep reading, and say so loudly.
+            log.exception("source %s: the consumer failed on a %s presentation", self.name, kind)
 
     @property
     def stopping(self) -> bool:
@@ -139,13 +143,14 @@ class SourceBase:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _mark(self, up: bool, error: str | None = None) -> None:
+    def _mark(self, up: bool, error: str | None = None, *, lost: bool = True) -> None:
         with self._lock:
             if up and not self._health.up:
                 self._health.down_since = None
             elif not up and self._health.up:
                 self._health.down_since = time.time()
-                self._health.reconnects += 1
+                if lost:
+                    self._health.reconnects += 1
             self._health.up = up
             if error is not None:
                 self._health.last_error = error
@@ -172,4 +177,4 @@ class SourceBase:
                 log.warning("source %s: device lost (%s); reconnecting", self.name, exc)
             finally:
                 self._close_device()
-        self._mark(False)
+        self._mark(False, lost=False)  # stopped on purpose: not a reconnect

@@ -95,3 +95,22 @@ def test_registry_imports_lazily_and_names_the_key() -> None:
     assert set(SOURCES) == {"nfc", "camera", "scanner"}
     with pytest.raises(DriverConfigError, match=r"readers\[1\]\.driver: unknown driver 'laser'"):
         source_class("laser", "readers[1].driver")
+
+
+def test_a_failing_consumer_does_not_drop_the_device(caplog) -> None:
+    calls: list[str] = []
+
+    def sink(presentation: Presentation) -> None:
+        calls.append(str(presentation.payload))
+        raise RuntimeError("pipeline bug")
+
+    source = FlakySource(sink, fail_opens=0, lines=["one", "two"])
+    with source:
+        deadline = time.monotonic() + 2
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        health = source.health()
+    assert calls[:2] == ["one", "two"]
+    assert health.reconnects == 1  # only the planned unplug, not the consumer's errors
+    assert "the consumer failed" in caplog.text
+    assert source.health().reconnects == 1  # stopping on purpose is not a reconnect

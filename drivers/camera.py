@@ -1,0 +1,348 @@
+"""The QR camera: OpenCV capture, a cheap "has the scene changed?" gate, zxing-cpp or zbar.
+
+``device`` is what ``cv2.VideoCapture`` opens:
+
+- a V4L2 camera: an index (``0``) or a path (``/dev/video0``). Width, height and fps are
+  requested from the device (it may pick the nearest mode it has; the size actually
+  delivered is in ``health().extra["frame_size"]``). A failed read means the camera went
+  away: the source raises and the base class reconnects with backoff.
+- a stream URL (``rtsp://...``, ``http://...``): as a camera; the end of the stream is a loss.
+- a file: a video (MJPG .avi, mp4v .mp4) or an image sequence pattern (``frames/%04d.png``).
+  That is the simulator: frames are played at ``fps`` and at their own size. When a file
+  ends, the source stays **up and idle** until stopped (``health().extra["ended"]``): a
+  replay would show the same codes again, which a gate must not take as new reads. With
+  ``loop=True`` it starts over (demos). A file that is missing or yields no frame is a
+  device loss, retried with backoff, so a simulator may write its file after the start.
+
+Why the change gate: a camera looking at an empty gate sees the same scene all day. Each
+frame is shrunk to an 80x60 grey thumbnail (after the ROI) and compared with the previous
+one and with the thumbnail of the last decoded frame; the mean absolute difference in grey
+levels decides. A frame is decoded when it is the first after (re)opening, when it differs
+from the last decoded one by at least ``change_threshold`` (something moved, or drifted
+slowly), or when the scene has just settled after motion (the steady frame is the sharp
+one). Everything else is skipped and counted. ``change_threshold=0`` decodes every frame.
+
+Why the dedupe keeps "last seen" rather than "last emitted": a code held in front of the
+camera must give one presentation, however long it is held; a second one would be denied as
+``replayed`` and show the user a red light after the green. Skipped frames count as seeing
+again what the last decode found (the scene did not change). A text comes through again once
+it was out of sight for ``dedupe_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drivers.base import Sink, SourceBase, SourceHealth
+from drivers.errors import DeviceUnavailable, DriverConfigError, DriverError
+from drivers.qr_decode import FORMATS, check_choice, make_decoder
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = (80, 60)  # (width, height) of the change-detection thumbnail
+DEFAULT_CHANGE_THRESHOLD = 2.0  # mean |difference| in grey levels (0-255) on the thumbnail
+_ENDED_POLL_S = 0.25  # how often an ended file source looks at its stop flag
+
+CaptureFactory = Callable[[Any, int], Any]
+
+
+def short_hash(text: str) -> str:
+    """What logs carry instead of a payload: 8 hex digits of its SHA-256."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _redact(device: str | int) -> str:
+    """The device for logs and health, without any ``user:password@`` of a stream URL."""
+    return re.sub(r"//[^/@]*@", "//***@", str(device))
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails, in grey levels."""
+    return float(cv2.norm(a, b, cv2.NORM_L1)) / a.size
+
+
+class CameraSource(SourceBase):
+    """QR codes (and optionally other 2D codes) seen by a camera, emitted as ``kind="qr"``
+    presentations with the text exactly as decoded.
+
+    ``capture_factory(device, api_preference)`` opens the capture; it defaults to
+    ``cv2.VideoCapture`` and tests pass a fake one (a capture that fails and comes back).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        *,
+        device: str | int = 0,
+        decoder: str = "zxing",
+        width: int = 640,
+        height: int = 480,
+        fps: float = 15,
+        roi: tuple[int, int, int, int] | None = None,
+        formats: tuple[str, ...] = ("qr",),
+        dedupe_s: float = 3.0,
+        change_threshold: float = DEFAULT_CHANGE_THRESHOLD,
+        loop: bool = False,
+        capture_factory: CaptureFactory = cv2.VideoCapture,
+    ) -> None:
+        super().__init__(name, sink)
+        self.device = self._parse_device(device)
+        self.formats = check_choice(decoder, formats)
+        self.decoder = decoder
+        self._decode = make_decoder(decoder, self.formats)
+        if int(width) <= 0 or int(height) <= 0:
+            raise DriverConfigError(f"width/height: must be positive, got {width}x{height}")
+        self.width, self.height = int(width), int(height)
+        if not fps > 0:
+            raise DriverConfigError(f"fps: must be positive, got {fps}")
+        self.fps = float(fps)
+        self.roi = self._parse_roi(roi)
+        if dedupe_s < 0:
+            raise DriverConfigError(f"dedupe_s: must not be negative, got {dedupe_s}")
+        self.dedupe_s = float(dedupe_s)
+        if change_threshold < 0:
+            raise DriverConfigError(f"change_threshold: must not be negative, got {change_threshold}")
+        self.change_threshold = float(change_threshold)
+        self.loop = bool(loop)
+        self._factory = capture_factory
+        # live: a camera or a stream (it paces itself; a failed read is a loss). Otherwise a
+        # file played at fps, whose end is not a loss.
+        self.live = isinstance(self.device, int) or self.device.startswith("/dev/") or "://" in self.device
+        self._cap: Any = None
+        self._period = 1.0 / self.fps
+        self._next_due = 0.0
+        self._ended = False
+        self._frames_since_open = 0
+        self._prev: np.ndarray | None = None  # thumbnail of the previous frame
+        self._ref: np.ndarray | None = None  # thumbnail of the last decoded frame
+        self._moving = False
+        self._in_view: list[str] = []  # what the last decode found
+        self._seen: dict[str, float] = {}  # text -> monotonic time last seen
+        self._frame_size: str | None = None
+        #: time.monotonic() when the frame being processed was read; a sink called in the
+        #: source's thread can subtract it from Presentation.read_at (bench e2e figure)
+        self.last_frame_at: float | None = None
+        self.frames = 0  # frames processed
+        self.decoded_frames = 0  # frames handed to the decoder
+        self.skipped_frames = 0  # frames the change gate let pass undecoded
+        self.dropped_frames = 0  # live frames beyond fps, read and thrown away
+        self.duplicates = 0  # reads dropped by the dedupe
+        self.decode_errors = 0
+
+    # -- configuration -------------------------------------------------------------------
+
+    @staticmethod
+    def _parse_device(device: str | int) -> str | int:
+        if isinstance(device, bool) or not isinstance(device, int | str):
+            raise DriverConfigError(f"device: expected a camera index, a path or a URL, got {device!r}")
+        if isinstance(device, str):
+            if not device:
+                raise DriverConfigError("device: empty")
+            if device.isdigit():
+                return int(device)
+        elif device < 0:
+            raise DriverConfigError(f"device: camera index must not be negative, got {device}")
+        return device
+
+    @staticmethod
+    def _parse_roi(roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if roi is None:
+            return None
+        try:
+            x, y, w, h = (int(v) for v in roi)
+        except (TypeError, ValueError):
+            raise DriverConfigError(f"roi: expected (x, y, width, height), got {roi!r}") from None
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            raise DriverConfigError(f"roi: x and y must be >= 0, width and height > 0, got {roi!r}")
+        return x, y, w, h
+
+    # -- SourceBase ----------------------------------------------------------------------
+
+    def _open_device(self) -> None:
+        # The dedupe memory survives a reconnect: a camera that blinks while a phone is held
+        # up must not present the same code twice. The change gate starts afresh.
+        self._ended = False
+        self._frames_since_open = 0
+        self._prev = self._ref = None
+        self._moving = False
+        self._in_view = []
+        self._next_due = time.monotonic()
+        self._cap = self._open_capture()
+        log.info("camera %s: opened %s (decoder %s, formats %s)", self.name, _redact(self.device),
+                 self.decoder, ",".join(self.formats))
+
+    def _open_capture(self) -> Any:
+        if self.live and not (isinstance(self.device, str) and "://" in self.device):
+            api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        else:
+            api = cv2.CAP_ANY
+        try:
+            cap = self._factory(self.device, api)
+            opened = cap.isOpened()
+        except cv2.error as exc:
+            raise DeviceUnavailable(f"cannot open {_redact(self.device)}: {exc}") from exc
+        if not opened:
+            self._release(cap)
+            raise DeviceUnavailable(f"cannot open {_redact(self.device)}")
+        if self.live:
+            # Requests; a camera keeps the nearest mode it has. A one-frame buffer keeps the
+            # decoded frame recent when a decode takes longer than a frame period.
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.width), (cv2.CAP_PROP_FRAME_HEIGHT, self.height),
+                                (cv2.CAP_PROP_FPS, self.fps), (cv2.CAP_PROP_BUFFERSIZE, 1)):
+                try:
+                    cap.set(prop, value)
+                except cv2.error as exc:
+                    log.debug("camera %s: property %s not set (%s)", self.name, prop, exc)
+        return cap
+
+    def _release(self, cap: Any) -> None:
+        try:
+            cap.release()
+        except Exception as exc:  # must not raise from a close path
+            log.warning("camera %s: release failed (%s)", self.name, exc)
+
+    def _close_device(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            self._release(cap)
+
+    def _read_once(self) -> None:
+        if self._ended:
+            self._stop.wait(_ENDED_POLL_S)
+            return
+        if not self.live:
+            wait = self._next_due - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+        frame = self._grab()
+        if frame is None:
+            return
+        now = time.monotonic()
+        if self.live and now < self._next_due - self._period / 4:
+            self.dropped_frames += 1  # the camera runs faster than asked: keep its buffer drained
+            return
+        # The next frame is due one period later; after a lag, from now (no catch-up burst).
+        self._next_due = max(self._next_due + self._period, now)
+        self.last_frame_at = now
+        self._process(frame, now)
+
+    def _grab(self) -> np.ndarray | None:
+        """The next frame; None when a file ended (the source goes idle or starts over)."""
+        try:
+            ok, frame = self._cap.read()
+        except cv2.error as exc:
+            raise DeviceUnavailable(f"read failed: {exc}") from exc
+        if ok and frame is not None and frame.size:
+            self._frames_since_open += 1
+            return frame
+        if self.live:
+            raise DeviceUnavailable(f"{_redact(self.device)} returned no frame")
+        if self._frames_since_open == 0:
+            raise DeviceUnavailable(f"{_redact(self.device)} has no frames")
+        if self.loop:
+            log.debug("camera %s: file ended, starting over", self.name)
+            self._close_device()
+            self._cap = self._open_capture()
+            self._frames_since_open = 0
+            return None
+        log.info("camera %s: file ended after %d frames; idle until stopped", self.name, self._frames_since_open)
+        self._close_device()
+        self._ended = True
+        return None
+
+    # -- one frame -----------------------------------------------------------------------
+
+    def _crop(self, frame: np.ndarray) -> np.ndarray:
+        if self.roi is None:
+            return frame
+        x, y, w, h = self.roi
+        region = frame[y:y + h, x:x + w]
+        if region.size == 0:
+            size = f"{frame.shape[1]}x{frame.shape[0]}"
+            raise DriverConfigError(f"roi: {self.roi} lies outside the {size} frame")
+        return region
+
+    def _process(self, frame: np.ndarray, now: float) -> None:
+        self.frames += 1
+        self._frame_size = f"{frame.shape[1]}x{frame.shape[0]}"
+        region = self._crop(frame)
+        if region.ndim == 3 and region.shape[2] == 3:
+            gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+        elif region.ndim == 3 and region.shape[2] == 4:
+            gray = cv2.cvtColor(region, cv2.COLOR_BGRA2GRAY)
+        else:
+            gray = np.ascontiguousarray(region if region.ndim == 2 else region[:, :, 0])  # zxing wants rows packed
+        if not self._should_decode(cv2.resize(gray, THUMB_SIZE, interpolation=cv2.INTER_AREA)):
+            self.skipped_frames += 1
+            for text in self._in_view:  # the same scene: what was there is still there
+                self._seen[text] = now
+            return
+        self.decoded_frames += 1
+        try:
+            texts = self._decode(gray)
+        except DriverError as exc:
+            self.decode_errors += 1
+            log.warning("camera %s: decode failed (%s)", self.name, exc)
+            return
+        self._in_view = texts
+        self._offer(texts, now)
+
+    def _should_decode(self, thumb: np.ndarray) -> bool:
+        """The change gate (see the module docstring); keeps the thumbnails it needs."""
+        prev, self._prev = self._prev, thumb
+        if prev is None or self._ref is None or prev.shape != thumb.shape:
+            self._ref, self._moving = thumb, False
+            return True
+        moving = _mad(thumb, prev) >= self.change_threshold
+        settled = self._moving and not moving
+        self._moving = moving
+        if settled or _mad(thumb, self._ref) >= self.change_threshold:
+            self._ref = thumb
+            return True
+        return False
+
+    def _offer(self, texts: list[str], now: float) -> None:
+        if self._seen:
+            horizon = now - self.dedupe_s
+            self._seen = {text: seen for text, seen in self._seen.items() if seen > horizon}
+        for text in texts:
+            last = self._seen.get(text)
+            self._seen[text] = now
+            if last is not None and now - last < self.dedupe_s:
+                self.duplicates += 1
+                continue
+            log.info("camera %s: read a code (%d chars, %s)", self.name, len(text), short_hash(text))
+            self._emit("qr", text)
+
+    # -- health --------------------------------------------------------------------------
+
+    def health(self) -> SourceHealth:
+        """The base health plus the camera's counters (how much the change gate saves)."""
+        health = super().health()
+        health.extra = {
+            "device": _redact(self.device),
+            "decoder": self.decoder,
+            "formats": list(self.formats),
+            "frame_size": self._frame_size,
+            "frames": self.frames,
+            "decoded_frames": self.decoded_frames,
+            "skipped_frames": self.skipped_frames,
+            "dropped_frames": self.dropped_frames,
+            "duplicates": self.duplicates,
+            "decode_errors": self.decode_errors,
+            "ended": self._ended,
+        }
+        return health
+
+
+__all__ = ["FORMATS", "CameraSource", "short_hash"]
