@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from reader import bench_cache, bench_qr, bench_scanner
+from reader import bench_cache, bench_nfc, bench_qr, bench_scanner
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.cose import parse_sign1
 from reader.gatepass.decide import Clock, CredentialCache, Policy, decide_text
@@ -52,6 +52,7 @@ def add_parser(commands: Any) -> None:
     bench_cache.add_parsers(kinds)
     bench_scanner.add_parser(kinds)
     bench_qr.add_parser(kinds)
+    bench_nfc.add_parser(kinds)
 
 
 def _percentile(samples: list[float], fraction: float) -> float:

@@ -40,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), handlers=[handler])
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, handlers=[handler])
+    # nfcpy sets its own logger to INFO on import (a line per reader search); at DEBUG it
+    # logs raw APDUs, nonces included, so it follows our level and never goes below INFO.
+    logging.getLogger("nfc").setLevel(max(level, logging.INFO))
     return int(args.func(args) or 0)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,25 @@ def _wrap_odd_keys(mapping: Mapping[Any, Any], immutable: bool) -> Any:
     return cbor2.frozendict(wrapped) if immutable else wrapped
 
 
+# One configured decoder per thread and depth, its input swapped per call: building one
+# costs more than decoding a credential's claims.
+_DECODERS = threading.local()
+
+
+def _decoder(max_depth: int) -> Any:
+    decoder = _DECODERS.__dict__.get(max_depth)
+    if decoder is None:
+        decoder = cbor2.CBORDecoder(
+            io.BytesIO(b""),
+            semantic_decoders=_KEEP_TAGS,
+            object_hook=_wrap_odd_keys,
+            max_depth=max_depth,
+            allow_duplicate_keys=False,
+        )
+        _DECODERS.__dict__[max_depth] = decoder
+    return decoder
+
+
 def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
     """Decode exactly one CBOR item from ``data``; anything else raises :class:`CborError`.
 
@@ -103,15 +123,13 @@ def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS
     if len(data) > FAST_MAX_BYTES:
         return loads_budgeted(data, max_depth=max_depth, max_items=max_items)
     stream = io.BytesIO(data)
+    decoder = _decoder(max_depth)
+    decoder.fp = stream
     try:
-        value = cbor2.CBORDecoder(
-            stream,
-            semantic_decoders=_KEEP_TAGS,
-            object_hook=_wrap_odd_keys,
-            max_depth=max_depth,
-            allow_duplicate_keys=False,
-        ).decode()
+        value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, MemoryError):
+        # A decoder that failed mid-item is not reused: start the next input from scratch.
+        _DECODERS.__dict__.pop(max_depth, None)
         # cbor2 refuses more than the contract does in one corner: it compares map keys
         # with Python's ==, so the distinct CBOR keys 1, 1.0 and true collide. Whatever it
         # refused, the budgeted decoder gives the verdict (and the error message). Only

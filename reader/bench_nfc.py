@@ -1,0 +1,164 @@
+"""``gate-reader bench nfc``: from the target's activation to the presentation emitted.
+
+The reader is the real ``NfcSource`` on nfcpy's ``udp`` driver; the phone is the card
+emulator (``drivers.nfc_emulator``) on the same loopback port, answering as a GatePass holder
+with the test authority's keys. Each tap is timed inside the source, from the moment
+``sense`` returns the target (RATS, SELECT, CHALLENGE and GET RESPONSE follow) to the
+presentation handed to the sink; the source publishes that figure and the tap's APDU count
+in ``health().extra`` before it emits, so the numbers read here belong to the presentation
+just received. The holder's signature is computed inside the timed window (as a phone's
+would be) and, the emulator sharing this process, so is the emulator's work: the figures
+are an upper bound for the gate's own share.
+
+Between taps the card is taken away and presented again at once, so the reader's next poll
+finds it (the udp driver waits a full second on a poll nobody answers). Each presentation is
+then decided with ``decide_nfc`` and must be granted: a sanity check, not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import socket
+import statistics
+import time
+from typing import Any
+
+from drivers.nfc import NfcSource
+from drivers.nfc_emulator import CardEmulator, GatePassHolder
+from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
+from reader.gatepass.decide import Clock, decide_nfc
+from reader.gatepass.statuslist import StatusLists, verify_status_token
+from reader.gatepass.trust import TrustStore, anchors_from_pem
+
+_WARMUP = 5
+_URI = "https://status.example/bench-nfc"
+ALGS = ("ES256", "EdDSA")
+
+
+def add_parser(kinds: Any) -> None:
+    parser = kinds.add_parser(
+        "nfc",
+        help="NFC over the udp simulator: activation to presentation emitted (median, p99, APDUs per tap)",
+        description="Tap --taps times with a GatePass holder whose issuer and device keys are ES256, then as "
+        "many with EdDSA ones, on nfcpy's udp driver with the card emulator, and time each tap from the target "
+        "found to the presentation emitted. Prints median_ms, p99_ms and apdus_per_tap, overall and per alg; "
+        "every presentation must be granted by decide_nfc (checked untimed).",
+    )
+    parser.add_argument("--taps", type=int, default=200, help="taps per algorithm (default %(default)s)")
+    parser.add_argument("--gate-id", default="bench-gate-01", help="the gate id sent in the challenge")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.set_defaults(func=run)
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _summary(times_ms: list[float], apdus: list[int]) -> dict[str, Any]:
+    return {
+        "median_ms": round(statistics.median(times_ms), 3),
+        "p99_ms": round(_percentile(times_ms, 0.99), 3),
+        "max_ms": round(max(times_ms), 3),
+        "apdus_per_tap": max(apdus),
+        "apdus_mean": round(statistics.fmean(apdus), 2),
+        "taps": len(times_ms),
+    }
+
+
+class _Bench:
+    def __init__(self, gate_id: str) -> None:
+        self.port = _free_port()
+        self.sink: queue.Queue = queue.Queue()
+        self.emulator = CardEmulator(self.port)
+        self.source = NfcSource("bench-nfc", self.sink, path=self.emulator.path, gate_id=gate_id)
+        # The card goes away right after each tap: notice it soon, so the next tap is not
+        # kept waiting (the timed window does not include this).
+        self.source.presence_interval_s = 0.02
+
+    def tap(self, card: GatePassHolder) -> tuple[Any, float, int]:
+        self.emulator.present(card)
+        presentation = self.sink.get(timeout=10)
+        extra = self.source.health().extra
+        self.emulator.remove()
+        return presentation, float(extra["last_exchange_ms"]), int(extra["last_apdus"])
+
+
+def run(args: argparse.Namespace) -> int:
+    taps = max(10, args.taps)
+    bench = _Bench(args.gate_id)
+    results: dict[str, dict[str, Any]] = {}
+    all_ms: list[float] = []
+    all_apdus: list[int] = []
+    sizes: dict[str, int] = {}
+    try:
+        bench.emulator.start()
+        bench.source.start()
+        for alg in ALGS:
+            now = int(time.time())
+            issuer = Issuer.generate(alg)
+            holder = Holder.generate(alg)
+            trust = TrustStore(anchors_from_pem(issuer.certificate_pem, f"bench-{alg}"))
+            token = build_status_list(issuer, uri=_URI, size=1024, values={}, iat=now)
+            lists = StatusLists([verify_status_token(token, trust, now=now)])
+            credential = issue_credential(issuer, sub=f"E-{alg}", iat=now - 60, exp=now + 86_400, holder=holder,
+                                          status=(_URI, 5))
+            card = GatePassHolder(lambda data, h=holder, c=credential: h.answer_challenge(data, c, iat=time.time()))
+            times_ms: list[float] = []
+            apdus: list[int] = []
+            presentations = []
+            for index in range(_WARMUP + taps):
+                presentation, elapsed_ms, count = bench.tap(card)
+                if index >= _WARMUP:
+                    times_ms.append(elapsed_ms)
+                    apdus.append(count)
+                    presentations.append(presentation)
+            for presentation in presentations:
+                if presentation.kind != "nfc":
+                    print(f"bench nfc: {alg}: a tap gave a {presentation.kind} presentation")
+                    return 1
+                decision = decide_nfc(presentation.payload, presentation.challenge, clock=Clock(time.time()),
+                                      trust=trust, lists=lists)
+                if not decision.granted:
+                    print(f"bench nfc: {alg}: presentation denied ({decision.reason}: {decision.detail})")
+                    return 1
+            sizes[alg] = len(presentations[0].payload)
+            results[alg] = _summary(times_ms, apdus)
+            all_ms += times_ms
+            all_apdus += apdus
+    except queue.Empty:
+        health = bench.source.health()
+        print(f"bench nfc: no presentation within 10 s (source up={health.up}, last error: {health.last_error})")
+        return 1
+    finally:
+        bench.source.close()
+        bench.emulator.stop()
+
+    overall = _summary(all_ms, all_apdus)
+    report: dict[str, Any] = {
+        "median_ms": overall["median_ms"],
+        "p99_ms": overall["p99_ms"],
+        "apdus_per_tap": overall["apdus_per_tap"],
+        "taps": overall["taps"],
+        "goal_ms": 20,
+        "goal_apdus": 3,
+        "per_alg": {alg: {**results[alg], "answer_bytes": sizes[alg]} for alg in ALGS},
+    }
+    if not args.json:
+        for alg in ALGS:
+            r = report["per_alg"][alg]
+            print(f"{alg:6} issuer and holder: {r['taps']} taps, {r['answer_bytes']} bytes answered, "
+                  f"median {r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.2f} ms, "
+                  f"{r['apdus_per_tap']} APDUs per tap")
+        print(f"all: median {report['median_ms']:.2f} ms, p99 {report['p99_ms']:.2f} ms "
+              f"(goal < 20 ms, at most 3 APDUs; every presentation granted by decide_nfc)")
+    print(json.dumps(report, sort_keys=True))
+    return 0
