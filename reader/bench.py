@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from reader import bench_cache, bench_nfc, bench_qr, bench_scanner
+from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.cose import parse_sign1
 from reader.gatepass.decide import Clock, CredentialCache, Policy, decide_text
@@ -53,11 +54,6 @@ def add_parser(commands: Any) -> None:
     bench_scanner.add_parser(kinds)
     bench_qr.add_parser(kinds)
     bench_nfc.add_parser(kinds)
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _raw_verifier(text: str, issuer_key: Any, holder_key: Any) -> Callable[[], None]:
@@ -116,7 +112,7 @@ def _measure(texts: list[str], floors: list[Callable[[], None]], decide: Callabl
     return {
         "decisions_per_s": round(len(texts) / (sum(decision_ns) / 1e9), 1),
         "p50_us": round(p50, 1),
-        "p99_us": round(_percentile(decision_ns, 0.99) / 1000, 1),
+        "p99_us": round(percentile(decision_ns, 0.99) / 1000, 1),
         "floor_us": round(floor_us, 1),
         "ratio": round(p50 / floor_us, 3),
         "wall_s": round(elapsed / 1e9, 3),

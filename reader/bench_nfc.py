@@ -27,6 +27,7 @@ from typing import Any
 
 from drivers.nfc import NfcSource
 from drivers.nfc_emulator import CardEmulator, GatePassHolder
+from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.decide import Clock, decide_nfc
 from reader.gatepass.statuslist import StatusLists, verify_status_token
@@ -52,11 +53,6 @@ def add_parser(kinds: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,7 +62,7 @@ def _free_port() -> int:
 def _summary(times_ms: list[float], apdus: list[int]) -> dict[str, Any]:
     return {
         "median_ms": round(statistics.median(times_ms), 3),
-        "p99_ms": round(_percentile(times_ms, 0.99), 3),
+        "p99_ms": round(percentile(times_ms, 0.99), 3),
         "max_ms": round(max(times_ms), 3),
         "apdus_per_tap": max(apdus),
         "apdus_mean": round(statistics.fmean(apdus), 2),

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 
 if TYPE_CHECKING:  # OpenCV, numpy and segno load only when the bench runs: the CLI starts without them
@@ -144,9 +145,7 @@ def write_mjpg(frames: list[np.ndarray], path: Path, fps: float) -> str:
 # -- measurements --------------------------------------------------------------------------
 
 def _ms(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return round(statistics.median(ordered) * 1000, 3), round(p99 * 1000, 3)
+    return round(statistics.median(samples) * 1000, 3), round(percentile(samples, 0.99) * 1000, 3)
 
 
 def time_decoder(decode: Callable[[np.ndarray], list[str]], frames: list[np.ndarray],

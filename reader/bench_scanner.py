@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from drivers.scanner import ScannerSource
+from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.decide import Clock, Policy, decide_text
 from reader.gatepass.statuslist import StatusLists
@@ -39,11 +40,6 @@ def add_parser(kinds: Any) -> None:
     parser.add_argument("--count", type=int, default=500, help="lines to time (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.set_defaults(func=run)
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _write(fd: int, data: bytes) -> None:
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "count": len(latencies),
         "line_chars": len(texts[0]),
         "median_ms": round(statistics.median(latencies), 4),
-        "p99_ms": round(_percentile(latencies, 0.99), 4),
+        "p99_ms": round(percentile(latencies, 0.99), 4),
         "max_ms": round(max(latencies), 4),
         # Inside the source: from the read that completed a line to its presentation emitted.
         "source_max_latency_us": extra.get("max_latency_us"),
