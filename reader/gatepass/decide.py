@@ -36,6 +36,7 @@ from reader.gatepass.cose import (
     KID_INVALID,
     CoseFormatError,
     Sign1,
+    definite_bstr,
     is_supported_alg,
     parse_sign1,
     verify_signature,
@@ -292,6 +293,48 @@ def _check_status(ev: _Evaluation, claims: CredentialClaims, lists: StatusLists,
         ev.ok("status")
 
 
+# Value kind of each presentation key in the common shape (spec 2).
+_PRESENTATION_KINDS = {1: "bstr", 2: "uint", 3: "bstr", 4: "bstr", 5: "tstr"}
+
+
+def _split_common_presentation(payload: bytes) -> dict[Any, Any] | None:
+    """The presentation map as nearly every holder writes it -- keys from 1..5 in rising
+    order, a byte string credential and nonce, an unsigned iat, a text gate id -- split by
+    hand; None for anything else, which the CBOR decoder then decides. Like the COSE split
+    in cose.py it saves a general decode right after OpenSSL ran (~4 us a decision), and
+    what it accepts the decoder accepts with the same result (tested against it)."""
+    try:
+        head = payload[0]
+        if head >> 5 != 5 or not 3 <= head & 0x1F <= 5:
+            return None
+        out: dict[Any, Any] = {}
+        pos, last_key = 1, 0
+        for _ in range(head & 0x1F):
+            key = payload[pos]
+            kind = _PRESENTATION_KINDS.get(key)
+            if kind is None or key <= last_key:
+                return None
+            pos, last_key = pos + 1, key
+            if kind == "uint":
+                info = payload[pos]
+                if info < 24:
+                    value, pos = info, pos + 1
+                elif info in (0x1A, 0x1B):
+                    size = 4 if info == 0x1A else 8
+                    value, pos = int.from_bytes(payload[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
+                else:
+                    return None
+            else:
+                raw, pos = definite_bstr(payload, pos, 3 if kind == "tstr" else 2)
+                if raw is None:
+                    return None
+                value = raw.decode("utf-8") if kind == "tstr" else raw
+            out[key] = value
+    except (IndexError, UnicodeDecodeError):
+        return None
+    return out if pos == len(payload) else None
+
+
 def _parse_presentation(payload: dict[Any, Any], nfc: bool) -> tuple[float, bytes]:
     """Presentation fields (spec 2): returns (iat, nonce or rnonce); ValueError if ill-shaped."""
     iat = numeric_date(payload.get(PRESENTATION_IAT))
@@ -326,7 +369,9 @@ def decide_cose(
     nfc = challenge is not None
     try:
         outer = parse_sign1(cose_bytes)
-        outer_payload = loads(outer.payload)
+        outer_payload = _split_common_presentation(outer.payload)
+        if outer_payload is None:
+            outer_payload = loads(outer.payload)
     except (CoseFormatError, CborError) as exc:
         return _format_failure("malformed", str(exc))
     if type(outer_payload) is not dict:

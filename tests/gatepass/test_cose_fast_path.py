@@ -1,0 +1,97 @@
+"""The hand split of the common COSE_Sign1 shape must agree with the full decoder on every
+input it accepts, and leave everything else to it."""
+
+from __future__ import annotations
+
+import os
+
+import cbor2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reader.gatepass.cbor import CborError, loads
+from reader.gatepass.cose import CoseFormatError, _split_common_sign1, parse_sign1, sign1_from_item
+from reader.gatepass.decide import _split_common_presentation
+
+EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
+
+
+def _full(data: bytes):
+    try:
+        return sign1_from_item(loads(data))
+    except (CborError, CoseFormatError):
+        return None
+
+
+def _same(data: bytes) -> None:
+    fast = _split_common_sign1(data)
+    if fast is None:
+        return
+    full = _full(data)
+    assert full is not None, data.hex()
+    assert (fast.protected_bytes, fast.protected, dict(fast.unprotected), fast.payload, fast.signature) == (
+        full.protected_bytes, full.protected, dict(full.unprotected), full.payload, full.signature)
+
+
+items = st.one_of(st.binary(max_size=300), st.integers(), st.text(max_size=5), st.dictionaries(
+    st.integers(-3, 5), st.binary(max_size=8), max_size=2))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(items, min_size=3, max_size=5), st.sampled_from([None, 18, 61, 98, (61, 18), (18, 18)]),
+       st.binary(max_size=4))
+def test_fast_split_agrees_with_the_decoder(parts, tag, trailing) -> None:
+    body = [cbor2.dumps({1: -7}) if isinstance(parts[0], bytes) else parts[0], *parts[1:]]
+    item = body
+    for number in ((tag,) if isinstance(tag, int) else tag or ())[::-1]:
+        item = cbor2.CBORTag(number, item)
+    data = cbor2.dumps(item) + trailing
+    _same(data)
+    for cut in (1, len(data) // 2, len(data) - 1):
+        _same(data[:cut])
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=600))
+def test_fast_split_on_noise(data: bytes) -> None:
+    _same(data)
+
+
+def test_tag_61_alone_is_left_to_the_decoder() -> None:
+    body = [cbor2.dumps({1: -7}), {}, b"payload", b"s" * 64]
+    data = cbor2.dumps(cbor2.CBORTag(61, body))
+    assert _split_common_sign1(data) is None
+    try:
+        parse_sign1(data)
+    except CoseFormatError as exc:
+        assert "61" in str(exc)
+    else:
+        raise AssertionError("tag 61 without tag 18 must be refused")
+    assert _split_common_sign1(cbor2.dumps(cbor2.CBORTag(61, cbor2.CBORTag(18, body)))) is not None
+    assert _split_common_sign1(cbor2.dumps(body)) is not None
+    assert _split_common_sign1(cbor2.dumps([*body[:1], {4: b"k"}, *body[2:]])) is None  # non-empty unprotected
+
+
+presentation_values = st.one_of(st.binary(max_size=70), st.integers(-3, 2**64), st.text(max_size=6), st.none(),
+                                st.floats(allow_nan=False), st.booleans())
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.one_of(st.integers(-1, 7), st.text(max_size=2)), presentation_values, max_size=6),
+       st.binary(max_size=3))
+def test_presentation_split_agrees_with_the_decoder(payload: dict, trailing: bytes) -> None:
+    data = cbor2.dumps(payload) + trailing
+    for candidate in (data, data[:-1], data[: len(data) // 2]):
+        fast = _split_common_presentation(candidate)
+        if fast is None:
+            continue
+        assert fast == loads(candidate), candidate.hex()
+
+
+def test_presentation_split_takes_the_common_shapes() -> None:
+    qr = {1: b"c" * 300, 2: 1_800_000_000, 3: b"n" * 16}
+    nfc = {1: b"c" * 300, 2: 1_800_000_000, 4: b"r" * 16, 5: "gate-1"}
+    for payload in (qr, nfc, {1: b"c", 2: 5, 4: b"r" * 16}):
+        assert _split_common_presentation(cbor2.dumps(payload)) == payload
+    assert _split_common_presentation(cbor2.dumps({2: 1, 1: b"c", 3: b"n"})) is None  # other order: decoder
+    assert _split_common_presentation(cbor2.dumps({1: b"c", 2: 1.5, 3: b"n"})) is None
