@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import cbor2
 from cryptography.hazmat.primitives import serialization
 
+from reader.files import read_limited
 from reader.gatepass.authority import AuthorityError, qr_png, write_private
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_TEXT_CHARS, seal_text
 from reader.timeparse import parse_time
@@ -229,14 +230,7 @@ def index_file_lines(path: str, option: str) -> list[str]:
 
 
 def read_bytes(path: str, option: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise AuthorityError(f"{option}: {os_error_text(exc)}") from None
-    if len(data) > limit:
-        raise AuthorityError(f"{option}: {path} is larger than {limit} bytes")
-    return data
+    return read_limited(path, limit, f"{option}: {path}", AuthorityError)
 
 
 def read_credential(path: str, option: str = "--credential") -> tuple[bytes, dict[Any, Any]]:

@@ -25,8 +25,6 @@ import statistics
 import time
 from typing import Any
 
-from drivers.nfc import NfcSource
-from drivers.nfc_emulator import CardEmulator, GatePassHolder
 from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.decide import Clock, decide_nfc
@@ -74,13 +72,16 @@ class _Bench:
     def __init__(self, gate_id: str) -> None:
         self.port = _free_port()
         self.sink: queue.Queue = queue.Queue()
+        from drivers.nfc import NfcSource  # nfcpy loads only when this bench runs
+        from drivers.nfc_emulator import CardEmulator
+
         self.emulator = CardEmulator(self.port)
         self.source = NfcSource("bench-nfc", self.sink, path=self.emulator.path, gate_id=gate_id)
         # The card goes away right after each tap: notice it soon, so the next tap is not
         # kept waiting (the timed window does not include this).
         self.source.presence_interval_s = 0.02
 
-    def tap(self, card: GatePassHolder) -> tuple[Any, float, int]:
+    def tap(self, card: Any) -> tuple[Any, float, int]:
         self.emulator.present(card)
         presentation = self.sink.get(timeout=10)
         extra = self.source.health().extra
@@ -89,6 +90,8 @@ class _Bench:
 
 
 def run(args: argparse.Namespace) -> int:
+    from drivers.nfc_emulator import GatePassHolder
+
     taps = max(10, args.taps)
     bench = _Bench(args.gate_id)
     results: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,6 @@ import statistics
 import time
 from typing import Any
 
-from drivers.scanner import ScannerSource
 from reader.benchstats import percentile
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.decide import Clock, Policy, decide_text
@@ -49,6 +48,8 @@ def _write(fd: int, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from drivers.scanner import ScannerSource  # pyserial loads only when this bench runs
+
     count = max(10, args.count)
     now = int(time.time())
     issuer = Issuer.generate("ES256")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from offline_cache.errors import CacheError
@@ -79,10 +77,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def run_sync_command(args: argparse.Namespace) -> int:
     from reader.sync_job import run_sync
 
@@ -129,6 +123,7 @@ def run_gate_key_command(args: argparse.Namespace) -> int:
 def run_events_command(args: argparse.Namespace) -> int:
     from offline_cache.journal import Journal
     from offline_cache.store import Store
+    from reader.gate_state import iso_time
 
     try:
         config = _config(args)
@@ -138,7 +133,7 @@ def run_events_command(args: argparse.Namespace) -> int:
         return _fail("events", str(exc))
     for record, chain_ok in rows:
         fields = {
-            "seq": record.seq, "time": _iso(record.time), "reader": record.reader, "kind": record.kind,
+            "seq": record.seq, "time": iso_time(record.time), "reader": record.reader, "kind": record.kind,
             "decision": record.decision, "reason": record.reason, "subject": record.subject,
             "credential_hash": record.credential_hash, "detail": record.detail, "chain_ok": chain_ok,
         }
@@ -150,50 +145,14 @@ def run_events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_report(config: Config, now: float | None = None) -> dict[str, Any]:
-    """Everything ``gate-reader status`` shows, as data (also the heartbeat's source)."""
-    from offline_cache.journal import Journal
-    from offline_cache.store import Store
-    from reader.clock import gate_clock
-    from reader.gate_state import load_state
-
-    now = time.time() if now is None else now
-    policy = config.policy
-    with Store.open(config.cache.path) as store:
-        state = load_state(store, config.gate.trust)
-        clock = gate_clock(now, state.time_floor, policy.skew_s)
-        lists = [
-            {
-                "uri": status_list.uri, "iat": _iso(status_list.iat), "exp": _iso(status_list.exp),
-                "age_s": round(now - status_list.iat), "entries": status_list.entries, "bits": status_list.bits,
-                "stale": status_list.is_stale(now, policy.max_age_s),
-            }
-            for status_list in state.lists
-        ]
-        legacy = None
-        if state.legacy is not None:
-            legacy = {"iat": _iso(state.legacy.iat), "exp": _iso(state.legacy.exp), "cards": len(state.legacy.cards),
-                      "stale": state.legacy.is_stale(now, policy.max_age_s)}
-        sync_state = store.sync_state()
-        counts = Journal(store).counts()
-    return {
-        "gate": config.gate.id,
-        "cache": str(config.cache.path),
-        "status_lists": lists,
-        "legacy_list": legacy,
-        "trust_anchors": [{"kid": anchor.kid.hex(), "subject": anchor.subject} for anchor in state.trust],
-        "time_floor": _iso(state.time_floor),
-        "clock_trusted": clock.trusted,
-        "sync": {key: (_iso(value) if key.startswith("last_") and key != "last_error" else value)
-                 for key, value in sync_state.items()},
-        "journal": counts,
-        "problems": state.problems,
-    }
-
-
 def run_status_command(args: argparse.Namespace) -> int:
+    from offline_cache.store import Store
+    from reader.gate_state import status_report
+
     try:
-        report = status_report(_config(args))
+        config = _config(args)
+        with Store.open(config.cache.path) as store:
+            report = status_report(config, store)
     except (ConfigError, CacheError) as exc:
         return _fail("status", str(exc))
     if args.json:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reader.errors import ConfigError
+from reader.files import read_limited
 from reader.gatepass.verdict import Policy
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -275,13 +276,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path}: larger than {MAX_CONFIG_BYTES} bytes")
+    raw = read_limited(path, MAX_CONFIG_BYTES, f"config file {path}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from offline_cache.errors import StoreError
+from offline_cache.journal import Journal
 from offline_cache.store import Store
+from reader.clock import gate_clock
 from reader.config import Config
 from reader.errors import TrustStoreError
 from reader.gatepass.legacy import LegacyList, verify_legacy_token
@@ -99,3 +103,44 @@ def reload_if_changed(store: Store, state: GateState, fallback_trust: Path | Non
         state.time_floor = store.time_floor()
         return state
     return load_state(store, fallback_trust)
+
+
+def iso_time(t: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with a Z, as technicians read them."""
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status_report(config: Config, store: Store, now: float | None = None) -> dict[str, Any]:
+    """Everything ``gate-reader status`` shows, as data (also the heartbeat's source),
+    from a store the caller has open."""
+    now = time.time() if now is None else now
+    policy = config.policy
+    state = load_state(store, config.gate.trust)
+    clock = gate_clock(now, state.time_floor, policy.skew_s)
+    lists = [
+        {
+            "uri": status_list.uri, "iat": iso_time(status_list.iat), "exp": iso_time(status_list.exp),
+            "age_s": round(now - status_list.iat), "entries": status_list.entries, "bits": status_list.bits,
+            "stale": status_list.is_stale(now, policy.max_age_s),
+        }
+        for status_list in state.lists
+    ]
+    legacy = None
+    if state.legacy is not None:
+        legacy = {"iat": iso_time(state.legacy.iat), "exp": iso_time(state.legacy.exp),
+                  "cards": len(state.legacy.cards), "stale": state.legacy.is_stale(now, policy.max_age_s)}
+    sync_state = store.sync_state()
+    counts = Journal(store).counts()
+    return {
+        "gate": config.gate.id,
+        "cache": str(config.cache.path),
+        "status_lists": lists,
+        "legacy_list": legacy,
+        "trust_anchors": [{"kid": anchor.kid.hex(), "subject": anchor.subject} for anchor in state.trust],
+        "time_floor": iso_time(state.time_floor),
+        "clock_trusted": clock.trusted,
+        "sync": {key: (iso_time(value) if key.startswith("last_") and key != "last_error" else value)
+                 for key, value in sync_state.items()},
+        "journal": counts,
+        "problems": state.problems,
+    }

@@ -14,6 +14,7 @@ from offline_cache.store import Store
 from offline_cache.upload import Uploader, UploadResult
 from reader.config import Config
 from reader.errors import ConfigError
+from reader.gate_state import status_report
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,10 @@ def _version() -> str:
         return "unknown"
 
 
-def heartbeat(config: Config, now: float) -> dict[str, Any]:
+def heartbeat(config: Config, store: Store, now: float) -> dict[str, Any]:
     """What the centre needs to see a silent or struggling gate: version, list ages,
     clock, last sync, journal backlog. Source health joins it when the daemon runs."""
-    from reader.cache_cli import status_report
-
-    report = status_report(config, now)
+    report = status_report(config, store, now)
     return {
         "version": _version(),
         "lists": [{"uri": entry["uri"], "age_s": entry["age_s"], "stale": entry["stale"]}
@@ -66,7 +65,7 @@ def run_upload(config: Config, *, now: float | None = None) -> UploadResult:
             client_cert=(str(upload.client_cert), str(upload.client_key)) if upload.client_cert else None,
             batch=upload.batch,
             timeout_s=upload.timeout_s,
-            heartbeat=lambda: heartbeat(config, stamp),
+            heartbeat=lambda: heartbeat(config, store, stamp),
             allow_insecure_loopback=True,
         )
         result = uploader.run_once(stamp)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from reader.errors import ConfigError
+from reader.files import read_limited
 from reader.gatepass.decide import Clock, CredentialCache, Decision, Policy, decide_nfc, decide_text
 from reader.gatepass.envelope import DEFAULT_PREFIXES
 from reader.gatepass.statuslist import StatusList, StatusLists, TokenRejected, verify_status_token
@@ -123,14 +124,7 @@ class Checker:
     def _read_list(self, path: str) -> bytes:
         raw = self._files.get(path)
         if raw is None:
-            try:
-                with open(path, "rb") as handle:
-                    raw = handle.read(MAX_STATUS_FILE_BYTES + 1)
-            except OSError as exc:
-                raise ConfigError(f"status file {path}: {exc.strerror or exc}") from None
-            if len(raw) > MAX_STATUS_FILE_BYTES:
-                raise ConfigError(f"status file {path}: larger than {MAX_STATUS_FILE_BYTES} bytes")
-            self._files[path] = raw
+            raw = self._files[path] = read_limited(path, MAX_STATUS_FILE_BYTES, f"status file {path}")
         return raw
 
     def status_lists(
@@ -159,28 +153,10 @@ class Checker:
 
     def check(self, request: Request) -> dict[str, Any]:
         now = time.time() if request.at is None else request.at
-        policy = Policy(
-            allow_static=request.allow_static,
-            window_s=self.policy_base.window_s,
-            future_skew_s=self.policy_base.future_skew_s,
-            skew_s=self.policy_base.skew_s,
-            max_age_s=self.policy_base.max_age_s,
-        )
+        policy = replace(self.policy_base, allow_static=request.allow_static)
         trust = self.trust_store(request.trust)
         lists, report = self.status_lists(request.status, trust, now, policy.skew_s)
-        clock = Clock(now)
-        cache = self._caches[request.trust]
-        decision: Decision
-        if request.nfc is not None:
-            try:
-                response = bytes.fromhex(request.payload)
-            except ValueError:
-                raise ConfigError("with --nfc the payload must be hex") from None
-            decision = decide_nfc(response, request.nfc, clock=clock, trust=trust, lists=lists, policy=policy,
-                                  cache=cache)
-        else:
-            decision = decide_text(request.payload, clock=clock, trust=trust, lists=lists, policy=policy,
-                                   prefixes=request.prefixes, cache=cache)
+        decision = _decide(request, Clock(now), trust, lists, policy, request.prefixes, self._caches[request.trust])
         result = decision.to_json()
         result["status_lists"] = report
         return result
@@ -213,16 +189,7 @@ class StoreChecker(Checker):
             clock = gate_clock(time.time(), self.state.time_floor, policy.skew_s)
         prefixes = request.prefixes if request.prefixes != DEFAULT_PREFIXES else self.config.policy.prefixes
         state = self.state
-        if request.nfc is not None:
-            try:
-                response = bytes.fromhex(request.payload)
-            except ValueError:
-                raise ConfigError("with --nfc the payload must be hex") from None
-            decision = decide_nfc(response, request.nfc, clock=clock, trust=state.trust, lists=state.lists,
-                                  policy=policy, cache=self.cache)
-        else:
-            decision = decide_text(request.payload, clock=clock, trust=state.trust, lists=state.lists,
-                                   policy=policy, prefixes=prefixes, cache=self.cache)
+        decision = _decide(request, clock, state.trust, state.lists, policy, prefixes, self.cache)
         result = decision.to_json()
         result["status_lists"] = [
             {"file": str(self.config.cache.path), "uri": status_list.uri, "iat": status_list.iat, "used": True,
@@ -231,6 +198,21 @@ class StoreChecker(Checker):
         ]
         result["clock_trusted"] = clock.trusted
         return result
+
+
+def _decide(
+    request: Request, clock: Clock, trust: TrustStore, lists: StatusLists, policy: Policy,
+    prefixes: tuple[str, ...], cache: CredentialCache,
+) -> Decision:
+    """The one place a request becomes a decision: NFC answers as hex, text as read."""
+    if request.nfc is None:
+        return decide_text(request.payload, clock=clock, trust=trust, lists=lists, policy=policy,
+                           prefixes=prefixes, cache=cache)
+    try:
+        response = bytes.fromhex(request.payload)
+    except ValueError:
+        raise ConfigError("with --nfc the payload must be hex") from None
+    return decide_nfc(response, request.nfc, clock=clock, trust=trust, lists=lists, policy=policy, cache=cache)
 
 
 def _challenge(text: str) -> bytes:

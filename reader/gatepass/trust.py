@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
 from reader.errors import TrustStoreError
+from reader.files import read_limited
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END \1-----", re.DOTALL
@@ -78,14 +79,7 @@ class TrustStore:
 
 
 def anchors_from_pem_file(path: str | Path) -> list[TrustAnchor]:
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TRUST_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TrustStoreError(f"trust file {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_TRUST_FILE_BYTES:
-        raise TrustStoreError(f"trust file {path}: larger than {MAX_TRUST_FILE_BYTES} bytes")
+    data = read_limited(path, MAX_TRUST_FILE_BYTES, f"trust file {path}", TrustStoreError)
     return anchors_from_pem(data, str(path))
 
 
