@@ -14,7 +14,6 @@ from cbor2 import frozendict
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from reader.gatepass.cbor import CborError, Tag, loads
 
@@ -32,13 +31,6 @@ HEADER_TYP = 16  # RFC 9596 content type of the whole token
 TAG_SIGN1 = 18
 TAG_CWT = 61
 
-# alg -> (curve name, coordinate size in bytes, signature algorithm) for ECDSA. The
-# ECDSA objects are built once: making one costs about a microsecond per call.
-_ECDSA = {
-    ALG_ES256: ("secp256r1", 32, ec.ECDSA(hashes.SHA256())),
-    ALG_ES384: ("secp384r1", 48, ec.ECDSA(hashes.SHA384())),
-    ALG_ES512: ("secp521r1", 66, ec.ECDSA(hashes.SHA512())),
-}
 _SHA256 = hashes.SHA256()
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
@@ -234,55 +226,73 @@ def is_supported_alg(alg: Any) -> bool:
     return type(alg) is int and alg in ALG_NAMES
 
 
-def _key_family(public_key: Any) -> str:
-    """"ec", "ed25519", "rsa" or "other", cached per concrete key type: isinstance against
-    cryptography's abstract classes costs half a microsecond, and this runs twice a decision."""
-    kind = type(public_key)
-    family = _FAMILY_BY_TYPE.get(kind)
-    if family is None:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            family = "ec"
-        elif isinstance(public_key, ed25519.Ed25519PublicKey):
-            family = "ed25519"
-        elif isinstance(public_key, rsa.RSAPublicKey):
-            family = "rsa"
-        else:
-            family = "other"
-        _FAMILY_BY_TYPE[kind] = family
-    return family
+# The key kind each alg needs (spec section 1: the alg and the key must fit together).
+ALG_KEY_KINDS = {ALG_ES256: "P-256", ALG_ES384: "P-384", ALG_ES512: "P-521", ALG_EDDSA: "Ed25519", ALG_PS256: "RSA"}
+_CURVE_KINDS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# alg -> (coordinate size in bytes, signature algorithm) for ECDSA. The ECDSA objects are
+# built once: making one costs about a microsecond per call.
+_ECDSA = {
+    ALG_ES256: (32, ec.ECDSA(hashes.SHA256())),
+    ALG_ES384: (48, ec.ECDSA(hashes.SHA384())),
+    ALG_ES512: (66, ec.ECDSA(hashes.SHA512())),
+}
 
 
-_FAMILY_BY_TYPE: dict[type, str] = {}
+def key_kind(public_key: Any) -> str:
+    """"P-256", "P-384", "P-521", "Ed25519", "RSA" or "other". Worked out once per key (trust
+    anchors when loaded, holder keys when built) and handed to :func:`verify_signature`:
+    asking a key for its curve builds a new object every time."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _CURVE_KINDS.get(public_key.curve.name, "other")
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "RSA"
+    return "other"
 
 
-def verify_signature(alg: int, public_key: Any, signature: bytes, message: bytes) -> bool:
+def _der_integer(value: bytes) -> bytes:
+    value = value.lstrip(b"\0")
+    if not value or value[0] & 0x80:
+        value = b"\0" + value
+    return b"\x02" + bytes((len(value),)) + value
+
+
+def ecdsa_der(signature: bytes, size: int) -> bytes:
+    """COSE's fixed-size r||s (RFC 9053 section 2.1) as the DER SEQUENCE OpenSSL verifies."""
+    r, s = signature[:size], signature[size:]
+    if r[0] and s[0] and size == 32:
+        # Nearly every P-256 signature: no leading zero byte to strip, only a sign byte to add.
+        r_head = b"\x02\x21\x00" if r[0] & 0x80 else b"\x02\x20"
+        s_head = b"\x02\x21\x00" if s[0] & 0x80 else b"\x02\x20"
+        return b"".join((bytes((0x30, len(r_head) + len(s_head) + 64)), r_head, r, s_head, s))
+    body = _der_integer(r) + _der_integer(s)
+    length = bytes((len(body),)) if len(body) < 0x80 else bytes((0x81, len(body)))
+    return b"\x30" + length + body
+
+
+def verify_signature(alg: Any, public_key: Any, signature: bytes, message: bytes, kind: str | None = None) -> bool:
     """True when ``signature`` is valid for ``message`` under ``alg`` and ``public_key``.
 
-    A key whose type does not fit the alg, or an ECDSA signature whose length is not twice
-    the coordinate size, is simply invalid (False), never an exception.
+    ``kind`` is :func:`key_kind` of the key when the caller already knows it. A key whose
+    kind does not fit the alg, or an ECDSA signature whose length is not twice the
+    coordinate size, is simply invalid (False), never an exception.
     """
-    family = _key_family(public_key)
+    if kind is None:
+        kind = key_kind(public_key)
+    if type(alg) is not int or ALG_KEY_KINDS.get(alg) != kind:
+        return False
     try:
         ecdsa = _ECDSA.get(alg)
         if ecdsa is not None:
-            curve_name, size, algorithm = ecdsa
-            if family != "ec" or public_key.curve.name != curve_name or len(signature) != 2 * size:
+            size, algorithm = ecdsa
+            if len(signature) != 2 * size:
                 return False
-            der = encode_dss_signature(
-                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-            )
-            public_key.verify(der, message, algorithm)
-            return True
-        if alg == ALG_EDDSA:
-            if family != "ed25519":
-                return False
+            public_key.verify(ecdsa_der(signature, size), message, algorithm)
+        elif alg == ALG_EDDSA:
             public_key.verify(signature, message)
-            return True
-        if alg == ALG_PS256:
-            if family != "rsa":
-                return False
+        else:
             public_key.verify(signature, message, _PSS, _SHA256)
-            return True
     except (InvalidSignature, ValueError, TypeError):
         return False
-    return False
+    return True

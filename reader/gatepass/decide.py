@@ -8,8 +8,6 @@ what is wrong with a credential; the reason is the earliest failure in :data:`RE
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,11 +78,11 @@ __all__ = [
 @dataclass(slots=True)
 class _IssuerCredential:
     """What is known about an issuer credential from its bytes and the trust store alone,
-    so it can be cached by the credential's hash."""
+    so it can be cached by the credential's bytes."""
 
     sign1: Sign1
     claims: CredentialClaims
-    digest: bytes
+    raw: bytes  # the credential's bytes: the cache key
     kid: bytes | None
     signature_reason: str | None  # None when the issuer signature is good; _UNCHECKED before
     signature_detail: str | None
@@ -92,66 +90,50 @@ class _IssuerCredential:
 
 
 class CredentialCache:
-    """Issuer credentials already parsed and checked, by SHA-256 of their bytes (LRU).
+    """Issuer credentials already parsed and checked, by their bytes (least recently used
+    dropped first).
 
     Only facts that depend on the bytes and the trust store are kept; validity, holder
     signature, freshness and status are evaluated at every presentation. Bound to one trust
-    store: handing it another store clears it.
+    store: handing it another store clears it. Keyed by the bytes themselves rather than a
+    digest of them: a dict compares the whole key, so no collision can mix two credentials,
+    and 4096 credentials of ~250 bytes are ~1 MB.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, _IssuerCredential] = OrderedDict()
+        # One map per role: the same bytes read as a static pass or inside a presentation
+        # differ in whether cnf is required.
+        self._by_role: dict[bool, dict[bytes, _IssuerCredential]] = {True: {}, False: {}}
         self._trust: TrustStore | None = None
         self.hits = 0
         self.misses = 0
 
-    def get(self, digest: bytes, trust: TrustStore) -> _IssuerCredential | None:
+    def _bind(self, trust: TrustStore) -> None:
+        for entries in self._by_role.values():
+            entries.clear()
+        self._trust = trust
+
+    def get(self, raw: bytes, in_presentation: bool, trust: TrustStore) -> _IssuerCredential | None:
         if trust is not self._trust:
-            self._entries.clear()
-            self._trust = trust
+            self._bind(trust)
             return None
-        entry = self._entries.get(digest)
+        entries = self._by_role[in_presentation]
+        entry = entries.pop(raw, None)
         if entry is None:
             self.misses += 1
             return None
-        self._entries.move_to_end(digest)
+        entries[raw] = entry  # back to the young end
         self.hits += 1
         return entry
 
-    def put(self, entry: _IssuerCredential, trust: TrustStore) -> None:
+    def put(self, entry: _IssuerCredential, in_presentation: bool, trust: TrustStore) -> None:
         if trust is not self._trust:
-            self._entries.clear()
-            self._trust = trust
-        self._entries[entry.digest] = entry
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-
-class _Evaluation:
-    """Accumulates check results and failures while one presentation is evaluated."""
-
-    __slots__ = ("checks", "failures", "warnings")
-
-    def __init__(self) -> None:
-        self.checks: dict[str, CheckResult] = dict.fromkeys(CHECKS, "skipped")
-        self.failures: dict[str, str] = {}
-        self.warnings: list[str] = []
-
-    def ok(self, check: str) -> None:
-        if self.checks[check] != "fail":
-            self.checks[check] = "ok"
-
-    def fail(self, check: str | None, reason: str, detail: str) -> None:
-        if check is not None:
-            self.checks[check] = "fail"
-        self.failures.setdefault(reason, detail)
-
-    def first_failure(self) -> tuple[str, str | None]:
-        if not self.failures:
-            return GRANTED, None
-        reason = min(self.failures, key=_RANK.__getitem__)
-        return reason, self.failures[reason]
+            self._bind(trust)
+        entries = self._by_role[in_presentation]
+        entries[entry.raw] = entry
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
 
 
 def _format_failure(reason: str, detail: str) -> Decision:
@@ -176,7 +158,7 @@ def _check_issuer(sign1: Sign1, trust: TrustStore) -> tuple[bytes | None, str | 
         return kid_bytes, "unknown_issuer", f"kid {kid_bytes.hex()} is not in the trust store"  # type: ignore[union-attr]
     message = sign1.to_be_signed()
     for anchor in anchors:
-        if verify_signature(alg, anchor.public_key, sign1.signature, message):
+        if verify_signature(alg, anchor.public_key, sign1.signature, message, anchor.kind):
             return kid_bytes, None, None
     return kid_bytes, "bad_issuer_signature", f"signature does not verify under kid {kid_bytes.hex()}"  # type: ignore[union-attr]
 
@@ -198,11 +180,8 @@ def _issuer_credential(
     CPU's caches hold its tables, not the interpreter's (measured with `gate-reader bench
     verify`: a first-seen decision went from ~216 to ~200 us). Raises CoseFormatError when
     the bytes are not a COSE_Sign1."""
-    # The same bytes read as a static pass or inside a presentation differ in whether cnf
-    # is required, so the role is part of the key.
-    digest = hashlib.sha256(credential_bytes).digest() + (b"P" if in_presentation else b"S")
     if cache is not None:
-        cached = cache.get(digest, trust)
+        cached = cache.get(credential_bytes, in_presentation, trust)
         if cached is not None:
             return cached
     if sign1 is None:
@@ -214,16 +193,18 @@ def _issuer_credential(
     else:
         claims = parse_credential_claims(claims_map, require_cnf=in_presentation)
     holder_key = _holder_public_key(claims.holder_key) if claims.holder_key is not None else None
-    return _IssuerCredential(sign1, claims, digest, None, _UNCHECKED, None, holder_key)
+    return _IssuerCredential(sign1, claims, credential_bytes, None, _UNCHECKED, None, holder_key)
 
 
-def _finish_issuer_check(entry: _IssuerCredential, trust: TrustStore, cache: CredentialCache | None) -> None:
+def _finish_issuer_check(
+    entry: _IssuerCredential, in_presentation: bool, trust: TrustStore, cache: CredentialCache | None
+) -> None:
     """Check the issuer signature of a credential not seen before, and remember it."""
     if entry.signature_reason is not _UNCHECKED:
         return
     entry.kid, entry.signature_reason, entry.signature_detail = _check_issuer(entry.sign1, trust)
     if cache is not None:
-        cache.put(entry, trust)
+        cache.put(entry, in_presentation, trust)
 
 
 # SubjectPublicKeyInfo DER of a P-256 key up to its uncompressed point (SEQUENCE, the
@@ -243,54 +224,68 @@ def _holder_public_key(key: HolderKey) -> Any:
         return False
 
 
-def _check_validity(ev: _Evaluation, claims: CredentialClaims, clock: Clock, policy: Policy) -> None:
-    evaluated = False
+# Each check below returns its result ("ok", "fail" or "skipped") and records what failed in
+# ``failures`` (reason -> detail; the first detail of a reason is kept): plain values rather
+# than an accumulator object, because this runs on every decision.
+Failures = dict[str, str]
+
+
+def _check_validity(failures: Failures, claims: CredentialClaims, clock: Clock, policy: Policy) -> CheckResult:
+    result: CheckResult = "skipped"
     if claims.exp is not None:
-        evaluated = True
+        result = "ok"
         if clock.trusted and clock.now >= claims.exp:
-            ev.fail("validity", "expired", "the credential has expired")
+            result = "fail"
+            failures.setdefault("expired", "the credential has expired")
         elif not clock.trusted and clock.floor is not None and claims.exp <= clock.floor:
-            ev.fail("validity", "expired", "the credential expired before the trusted time floor")
+            result = "fail"
+            failures.setdefault("expired", "the credential expired before the trusted time floor")
     if claims.nbf is not None:
-        evaluated = True
+        if result == "skipped":
+            result = "ok"
         if not clock.trusted:
-            ev.fail("validity", "clock_untrusted", "nbf cannot be checked without a trusted clock")
+            result = "fail"
+            failures.setdefault("clock_untrusted", "nbf cannot be checked without a trusted clock")
         elif clock.now < claims.nbf:
-            ev.fail("validity", "not_yet_valid", "the credential is not valid yet (nbf)")
+            result = "fail"
+            failures.setdefault("not_yet_valid", "the credential is not valid yet (nbf)")
     if claims.iat is not None and clock.trusted:
-        evaluated = True
+        if result == "skipped":
+            result = "ok"
         if claims.iat > clock.now + policy.skew_s:
-            ev.fail("validity", "not_yet_valid", "the credential was issued in the future (iat)")
-    if evaluated:
-        ev.ok("validity")
+            result = "fail"
+            failures.setdefault("not_yet_valid", "the credential was issued in the future (iat)")
+    return result
 
 
-def _check_status(ev: _Evaluation, claims: CredentialClaims, lists: StatusLists, clock: Clock, policy: Policy) -> None:
+def _check_status(
+    failures: Failures, warnings: list[str], claims: CredentialClaims, lists: StatusLists, clock: Clock, policy: Policy
+) -> CheckResult:
     ref = claims.status
     if ref is None:
-        return
+        return "skipped"
     status_list = lists.get(ref.uri)
     if status_list is None:
-        ev.fail("status", "status_unknown", "no trusted status list for the credential's uri")
-        return
+        failures.setdefault("status_unknown", "no trusted status list for the credential's uri")
+        return "fail"
     value = status_list.value(ref.idx)
     if value == REVOKED:
-        ev.fail("status", "revoked", "the credential is revoked")
+        failures.setdefault("revoked", "the credential is revoked")
     elif value == SUSPENDED:
-        ev.fail("status", "suspended", "the credential is suspended")
+        failures.setdefault("suspended", "the credential is suspended")
     elif value != VALID:
         where = "past the end of the list" if value is None else f"holds unknown value {value}"
-        ev.fail("status", "status_unknown", f"status index {where}")
+        failures.setdefault("status_unknown", f"status index {where}")
     elif not clock.trusted:
-        ev.fail("status", "clock_untrusted", "list staleness cannot be checked without a trusted clock")
-    elif status_list.is_stale(clock.now, policy.max_age_s):
-        if policy.on_stale == "allow":
-            ev.warnings.append("status list is stale; granted because the policy accepts stale lists")
-            ev.ok("status")
-        else:
-            ev.fail("status", "status_stale", "the status list is stale")
+        failures.setdefault("clock_untrusted", "list staleness cannot be checked without a trusted clock")
+    elif not status_list.is_stale(clock.now, policy.max_age_s):
+        return "ok"
+    elif policy.on_stale == "allow":
+        warnings.append("status list is stale; granted because the policy accepts stale lists")
+        return "ok"
     else:
-        ev.ok("status")
+        failures.setdefault("status_stale", "the status list is stale")
+    return "fail"
 
 
 # Value kind of each presentation key in the common shape (spec 2).
@@ -389,84 +384,101 @@ def decide_cose(
     except (ValueError, CoseFormatError) as exc:
         return _format_failure("malformed", str(exc))
 
-    ev = _Evaluation()
-    ev.ok("format")
+    failures: Failures = {}
+    warnings: list[str] = []
     claims = credential.claims
+    claims_check: CheckResult = "ok"
     if claims.problems:
-        ev.fail("claims", "malformed", "; ".join(claims.problems))
-    else:
-        ev.ok("claims")
-    _check_validity(ev, claims, clock, policy)
+        claims_check = "fail"
+        failures["malformed"] = "; ".join(claims.problems)
+    validity_check = _check_validity(failures, claims, clock, policy)
 
+    freshness_check: CheckResult = "skipped"
     if is_presentation:
         if nfc:
-            if nonce == challenge:
-                ev.ok("freshness")
-            else:
-                ev.fail("freshness", "challenge_mismatch", "the answer does not carry the challenge sent")
+            freshness_check = "ok" if nonce == challenge else "fail"
+            if nonce != challenge:
+                failures.setdefault("challenge_mismatch", "the answer does not carry the challenge sent")
         else:
-            _check_qr_freshness(ev, iat, clock, policy)
+            freshness_check = _check_qr_freshness(failures, iat, clock, policy)
             if replay is not None and claims.cti is not None and replay.seen(claims.cti, nonce, clock.now):
-                ev.fail("freshness", "replayed", "this code was already used")
+                freshness_check = "fail"
+                failures.setdefault("replayed", "this code was already used")
     elif not policy.allow_static:
-        ev.fail(None, "static_not_allowed", "static passes are not allowed on this reader")
+        failures.setdefault("static_not_allowed", "static passes are not allowed on this reader")
 
-    _check_status(ev, claims, lists, clock, policy)
+    status_check = _check_status(failures, warnings, claims, lists, clock, policy)
     if policy.groups and not policy.groups.intersection(claims.groups):
-        ev.fail(None, "not_authorized", "none of the credential's groups may pass this reader")
+        failures.setdefault("not_authorized", "none of the credential's groups may pass this reader")
 
     # The two signature checks last, back to back (see _issuer_credential).
-    _finish_issuer_check(credential, trust, cache)
-    if credential.signature_reason is None:
-        ev.ok("issuer_signature")
-    else:
-        ev.fail("issuer_signature", credential.signature_reason, credential.signature_detail or "")
-    if is_presentation:
-        _check_holder(ev, credential, outer)
+    _finish_issuer_check(credential, is_presentation, trust, cache)
+    issuer_check: CheckResult = "ok"
+    if credential.signature_reason is not None:
+        issuer_check = "fail"
+        failures.setdefault(credential.signature_reason, credential.signature_detail or "")
+    holder_check = _check_holder(failures, credential, outer) if is_presentation else "skipped"
 
-    reason, detail = ev.first_failure()
-    granted = reason == GRANTED
-    if granted and is_presentation and not nfc and replay is not None and claims.cti is not None:
-        replay.remember(claims.cti, nonce, iat + policy.window_s)
+    if failures:
+        reason = min(failures, key=_RANK.__getitem__)
+        detail: str | None = failures[reason]
+    else:
+        reason, detail = GRANTED, None
+        if is_presentation and not nfc and replay is not None and claims.cti is not None:
+            replay.remember(claims.cti, nonce, iat + policy.window_s)
+    checks: dict[str, CheckResult] = {
+        "format": "ok",
+        "issuer_signature": issuer_check,
+        "claims": claims_check,
+        "validity": validity_check,
+        "holder_signature": holder_check,
+        "freshness": freshness_check,
+        "status": status_check,
+    }
     return Decision(
-        granted,
+        not failures,
         reason,
-        ev.checks,
-        subject=claims.sub,
-        issuer=claims.iss,
-        kid=credential.kid,
-        assurance="high" if is_presentation else "static",
-        credential_hash=hashlib.sha256(claims.cti).hexdigest()[:16] if claims.cti is not None else None,
-        detail=detail,
-        warnings=tuple(ev.warnings),
+        checks,
+        claims.sub,
+        claims.iss,
+        credential.kid,
+        "high" if is_presentation else "static",
+        claims.cti,
+        detail,
+        tuple(warnings) if warnings else (),
     )
 
 
-def _check_holder(ev: _Evaluation, credential: _IssuerCredential, presentation: Sign1) -> None:
+def _check_holder(failures: Failures, credential: _IssuerCredential, presentation: Sign1) -> CheckResult:
     key = credential.claims.holder_key
     if key is None:
-        return  # no usable cnf: the claims check already failed
+        return "skipped"  # no usable cnf: the claims check already failed
     public_key = credential.holder_key
-    expected_alg = ALG_ES256 if key.kty == KTY_EC2 else ALG_EDDSA
+    if key.kty == KTY_EC2:
+        expected_alg, kind = ALG_ES256, "P-256"
+    else:
+        expected_alg, kind = ALG_EDDSA, "Ed25519"
     if public_key is False:
-        ev.fail("holder_signature", "bad_holder_signature", "the cnf key is not a valid point")
+        failures.setdefault("bad_holder_signature", "the cnf key is not a valid point")
     elif type(presentation.alg) is not int or presentation.alg != expected_alg:  # -7.0 is not -7
-        ev.fail("holder_signature", "bad_holder_signature", "the presentation alg does not fit the cnf key")
-    elif verify_signature(expected_alg, public_key, presentation.signature, presentation.to_be_signed()):
-        ev.ok("holder_signature")
+        failures.setdefault("bad_holder_signature", "the presentation alg does not fit the cnf key")
+    elif verify_signature(expected_alg, public_key, presentation.signature, presentation.to_be_signed(), kind):
+        return "ok"
     else:
-        ev.fail("holder_signature", "bad_holder_signature", "the holder signature does not verify")
+        failures.setdefault("bad_holder_signature", "the holder signature does not verify")
+    return "fail"
 
 
-def _check_qr_freshness(ev: _Evaluation, iat: float, clock: Clock, policy: Policy) -> None:
+def _check_qr_freshness(failures: Failures, iat: float, clock: Clock, policy: Policy) -> CheckResult:
     if not clock.trusted:
-        ev.fail("freshness", "clock_untrusted", "QR freshness cannot be checked without a trusted clock")
+        failures.setdefault("clock_untrusted", "QR freshness cannot be checked without a trusted clock")
     elif iat < clock.now - policy.window_s:
-        ev.fail("freshness", "presentation_stale", "the code is older than the freshness window")
+        failures.setdefault("presentation_stale", "the code is older than the freshness window")
     elif iat > clock.now + policy.future_skew_s:
-        ev.fail("freshness", "presentation_future", "the code was made in the future")
+        failures.setdefault("presentation_future", "the code was made in the future")
     else:
-        ev.ok("freshness")
+        return "ok"
+    return "fail"
 
 
 def decide_text(

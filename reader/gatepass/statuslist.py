@@ -67,7 +67,7 @@ def verify_signed_token(raw: bytes, trust: TrustStore, typ: str) -> tuple[Sign1,
         raise TokenRejected(f"kid {kid.hex()} is not trusted")  # type: ignore[union-attr]
     message = sign1.to_be_signed()
     for anchor in anchors:
-        if verify_signature(sign1.alg, anchor.public_key, sign1.signature, message):
+        if verify_signature(sign1.alg, anchor.public_key, sign1.signature, message, anchor.kind):
             break
     else:
         raise TokenRejected(f"signature does not verify under kid {kid.hex()}")  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from reader.errors import TrustStoreError
 from reader.files import read_limited
+from reader.gatepass.cose import key_kind
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END \1-----", re.DOTALL
@@ -45,6 +46,10 @@ class TrustAnchor:
     public_key: Any
     label: str
     subject: str | None = None
+    kind: str = field(init=False)  # cose.key_kind of the key, worked out once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", key_kind(self.public_key))
 
 
 class TrustStore:

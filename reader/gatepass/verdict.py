@@ -4,6 +4,7 @@ memory a gate keeps. Pure data: no parsing, no cryptography."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -77,7 +78,8 @@ class Clock:
 class Decision:
     """The outcome of one presentation. ``detail`` explains the reason in words; it never
     holds key material, nonces or the credential itself. Treat it as a value (it is not
-    frozen only because a frozen dataclass costs microseconds to build on the hot path)."""
+    frozen only because a frozen dataclass costs microseconds to build on the hot path).
+    ``credential_id`` is the credential's cti; what is logged is :attr:`credential_hash`."""
 
     granted: bool
     reason: str
@@ -86,9 +88,17 @@ class Decision:
     issuer: str | None = None
     kid: bytes | None = None
     assurance: Assurance | None = None
-    credential_hash: str | None = None
+    credential_id: bytes | None = None
     detail: str | None = None
     warnings: tuple[str, ...] = ()
+
+    @property
+    def credential_hash(self) -> str | None:
+        """What the journal and the verify tool show of the credential: SHA-256(cti)[:8] in
+        hex. Computed when asked, because a gate logs after it has driven the relay."""
+        if self.credential_id is None:
+            return None
+        return hashlib.sha256(self.credential_id).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         return {
