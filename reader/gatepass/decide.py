@@ -34,7 +34,6 @@ from reader.gatepass.cose import (
     KID_INVALID,
     CoseFormatError,
     Sign1,
-    definite_bstr,
     is_supported_alg,
     parse_sign1,
     verify_signature,
@@ -288,43 +287,65 @@ def _check_status(
     return "fail"
 
 
-# Value kind of each presentation key in the common shape (spec 2).
-_PRESENTATION_KINDS = {1: "bstr", 2: "uint", 3: "bstr", 4: "bstr", 5: "tstr"}
-
-
 def _split_common_presentation(payload: bytes) -> dict[Any, Any] | None:
-    """The presentation map as nearly every holder writes it -- keys from 1..5 in rising
-    order, a byte string credential and nonce, an unsigned iat, a text gate id -- split by
-    hand; None for anything else, which the CBOR decoder then decides. Like the COSE split
-    in cose.py it saves a general decode right after OpenSSL ran (~4 us a decision), and
+    """The presentation map as nearly every holder writes it -- the credential (key 1) and
+    iat (2) first, then any of nonce (3), rnonce (4) and gate id (5) in rising order; byte
+    strings and text with their lengths in at most two more bytes, iat in 0, 4 or 8 more
+    bytes -- split by hand; None for anything else, which the CBOR decoder then decides.
+    Like the COSE split in cose.py it saves a general decode right after OpenSSL ran, and
     what it accepts the decoder accepts with the same result (tested against it)."""
     try:
-        head = payload[0]
-        if head >> 5 != 5 or not 3 <= head & 0x1F <= 5:
+        count = payload[0] - 0xA0
+        if not 3 <= count <= 5 or payload[1] != PRESENTATION_CREDENTIAL:
             return None
-        out: dict[Any, Any] = {}
-        pos, last_key = 1, 0
-        for _ in range(head & 0x1F):
+        head = payload[2]
+        if head == 0x59:
+            start = 5
+            end = start + (payload[3] << 8 | payload[4])
+        elif head == 0x58:
+            start = 4
+            end = start + payload[3]
+        elif 0x40 <= head <= 0x57:
+            start = 3
+            end = start + (head - 0x40)
+        else:
+            return None
+        if payload[end] != PRESENTATION_IAT:
+            return None
+        out: dict[Any, Any] = {PRESENTATION_CREDENTIAL: payload[start:end]}
+        head = payload[end + 1]
+        if head < 24:
+            out[PRESENTATION_IAT], pos = head, end + 2
+        elif head == 0x1A:
+            out[PRESENTATION_IAT], pos = int.from_bytes(payload[end + 2 : end + 6], "big"), end + 6
+        elif head == 0x1B:
+            out[PRESENTATION_IAT], pos = int.from_bytes(payload[end + 2 : end + 10], "big"), end + 10
+        else:
+            return None
+        last_key = PRESENTATION_IAT
+        for _ in range(count - 2):
             key = payload[pos]
-            kind = _PRESENTATION_KINDS.get(key)
-            if kind is None or key <= last_key:
+            if not last_key < key <= PRESENTATION_GATE:
                 return None
-            pos, last_key = pos + 1, key
-            if kind == "uint":
-                info = payload[pos]
-                if info < 24:
-                    value, pos = info, pos + 1
-                elif info in (0x1A, 0x1B):
-                    size = 4 if info == 0x1A else 8
-                    value, pos = int.from_bytes(payload[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
-                else:
-                    return None
+            # Keys 3 and 4 hold byte strings (major type 2), key 5 text (major type 3).
+            major = 0x60 if key == PRESENTATION_GATE else 0x40
+            head = payload[pos + 1] - major
+            if 0 <= head < 24:
+                start = pos + 2
+                end = start + head
+            elif head == 24:
+                start = pos + 3
+                end = start + payload[pos + 2]
+            elif head == 25:
+                start = pos + 4
+                end = start + (payload[pos + 2] << 8 | payload[pos + 3])
             else:
-                raw, pos = definite_bstr(payload, pos, 3 if kind == "tstr" else 2)
-                if raw is None:
-                    return None
-                value = raw.decode("utf-8") if kind == "tstr" else raw
-            out[key] = value
+                return None
+            if end > len(payload):
+                return None
+            value = payload[start:end]
+            out[key] = value.decode("utf-8") if major == 0x60 else value
+            pos, last_key = end, key
     except (IndexError, UnicodeDecodeError):
         return None
     return out if pos == len(payload) else None

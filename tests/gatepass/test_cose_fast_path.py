@@ -31,6 +31,8 @@ def _same(data: bytes) -> None:
     assert full is not None, data.hex()
     assert (fast.protected_bytes, fast.protected, dict(fast.unprotected), fast.payload, fast.signature) == (
         full.protected_bytes, full.protected, dict(full.unprotected), full.payload, full.signature)
+    # The Sig_structure cut from the received bytes is the one the decoder path builds.
+    assert fast.to_be_signed() == full.to_be_signed(), data.hex()
 
 
 items = st.one_of(st.binary(max_size=300), st.integers(), st.text(max_size=5), st.dictionaries(
@@ -70,6 +72,17 @@ def test_tag_61_alone_is_left_to_the_decoder() -> None:
     assert _split_common_sign1(cbor2.dumps(cbor2.CBORTag(61, cbor2.CBORTag(18, body)))) is not None
     assert _split_common_sign1(cbor2.dumps(body)) is not None
     assert _split_common_sign1(cbor2.dumps([*body[:1], {4: b"k"}, *body[2:]])) is None  # non-empty unprotected
+
+
+def test_payload_length_in_a_longer_form_than_needed_is_left_to_the_decoder() -> None:
+    """The split cuts the Sig_structure from the received bytes, so it only takes payload
+    headers in their shortest form; the decoder path re-encodes any other."""
+    protected = cbor2.dumps({1: -7})
+    for payload_item in (b"\x58\x05" + b"p" * 5, b"\x59\x00\x30" + b"p" * 48):
+        data = b"\xd2\x84\x43" + protected + b"\xa0" + payload_item + b"\x58\x40" + b"s" * 64
+        assert _split_common_sign1(data) is None
+        sign1 = parse_sign1(data)
+        assert sign1.to_be_signed() == cbor2.dumps(["Signature1", protected, b"", sign1.payload])
 
 
 presentation_values = st.one_of(st.binary(max_size=70), st.integers(-3, 2**64), st.text(max_size=6), st.none(),
