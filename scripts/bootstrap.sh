@@ -5,10 +5,37 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    echo "bootstrap: $python is older than Python 3.11; set PYTHON=/path/to/python3.11+" >&2
+usable() {  # Python 3.11 or newer, able to make a virtual environment with pip in it
+    "$1" -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+# The interpreter: $PYTHON when set. Otherwise the distribution's /usr/bin/python3 when it
+# will do, because that is what a gate runs (Raspberry Pi OS and Debian build it with PGO
+# and LTO); a version manager's build (pyenv compiles without them by default) runs
+# pure-Python code ~40 % slower here, and a decision's parsing is pure Python. Then python3
+# from PATH.
+if [ -n "${PYTHON:-}" ]; then
+    python=$PYTHON
+    if ! usable "$python"; then
+        echo "bootstrap: PYTHON=$python is not Python 3.11+ with venv and ensurepip" >&2
+        exit 2
+    fi
+elif usable /usr/bin/python3; then
+    python=/usr/bin/python3
+elif usable python3; then
+    python=python3
+else
+    echo "bootstrap: no Python 3.11+ with venv and ensurepip found; set PYTHON=/path/to/python3.11+" >&2
     exit 2
+fi
+# An environment made from another interpreter is made again, so that every checkout runs
+# on the interpreter chosen above.
+wanted_python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+if [ -f .venv/pyvenv.cfg ]; then
+    made_with=$(sed -n 's/^executable = //p' .venv/pyvenv.cfg)
+    if [ "$(realpath -m "$made_with")" != "$wanted_python" ]; then
+        echo "bootstrap: .venv was made with $made_with; making it again with $wanted_python" >&2
+        rm -rf .venv
+    fi
 fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
