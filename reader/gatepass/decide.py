@@ -95,12 +95,17 @@ class CredentialCache:
     Only facts that depend on the bytes and the trust store are kept; validity, holder
     signature, freshness and status are evaluated at every presentation. Bound to one trust
     store: handing it another store clears it. Keyed by the bytes themselves rather than a
-    digest of them: a dict compares the whole key, so no collision can mix two credentials,
-    and 4096 credentials of ~250 bytes are ~1 MB.
+    digest of them: a dict compares the whole key, so no collision can mix two credentials.
+
+    A credential over ``max_credential_bytes`` is decided but not kept. Real ones are
+    250-1000 bytes; a hostile QR code can inflate to 64 KiB, and 4096 of those kept (with
+    their parsed copies) would be hundreds of MB on a Raspberry Pi. With the cap the cache
+    stays under ~30 MB whatever is shown to the gate.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 4096, max_credential_bytes: int = 2048) -> None:
         self.max_entries = max_entries
+        self.max_credential_bytes = max_credential_bytes
         # One map per role: the same bytes read as a static pass or inside a presentation
         # differ in whether cnf is required.
         self._by_role: dict[bool, dict[bytes, _IssuerCredential]] = {True: {}, False: {}}
@@ -116,7 +121,6 @@ class CredentialCache:
     def get(self, raw: bytes, in_presentation: bool, trust: TrustStore) -> _IssuerCredential | None:
         if trust is not self._trust:
             self._bind(trust)
-            return None
         entries = self._by_role[in_presentation]
         entry = entries.pop(raw, None)
         if entry is None:
@@ -127,6 +131,8 @@ class CredentialCache:
         return entry
 
     def put(self, entry: _IssuerCredential, in_presentation: bool, trust: TrustStore) -> None:
+        if len(entry.raw) > self.max_credential_bytes:
+            return
         if trust is not self._trust:
             self._bind(trust)
         entries = self._by_role[in_presentation]

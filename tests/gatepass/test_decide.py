@@ -528,6 +528,24 @@ def test_credential_cache_gives_the_same_answers(issuer, holder, trust) -> None:
     assert decide(qr(holder, cred), TrustStore(), cache=cache).reason == "unknown_issuer"
 
 
+def test_credential_cache_keeps_no_oversized_credential(issuer, holder, trust) -> None:
+    cache = CredentialCache()
+    big = credential(issuer, holder, name="x" * 3000)  # decided, but too big to keep
+    assert len(big) > cache.max_credential_bytes
+    assert all(decide(qr(holder, big), trust, cache=cache).granted for _ in range(2))
+    assert cache.hits == 0 and cache.misses == 2
+
+
+def test_credential_cache_drops_the_least_recently_used(issuer, holder, trust) -> None:
+    cache = CredentialCache(max_entries=2)
+    first, second, third = (credential(issuer, holder, sub=f"E{i}") for i in range(3))
+    for cred in (first, second, first, third):  # first is used again, so second goes
+        assert decide(qr(holder, cred), trust, cache=cache).granted
+    hits = cache.hits
+    assert decide(qr(holder, first), trust, cache=cache).granted and cache.hits == hits + 1
+    assert decide(qr(holder, second), trust, cache=cache).granted and cache.hits == hits + 1
+
+
 def test_decision_json_never_holds_the_credential_or_nonce(issuer, holder, trust) -> None:
     nonce = b"N" * 16
     cred = credential(issuer, holder)
