@@ -234,6 +234,7 @@ def sign1_from_item(item: Any) -> Sign1:
 # from growing it.
 _PROTECTED_SEEN: dict[bytes, dict[Any, Any]] = {}
 _PROTECTED_SEEN_MAX = 256
+_PROTECTED_SEEN_MAX_BYTES = 256  # real headers are 3-30 bytes; larger ones are decoded each time
 
 
 def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
@@ -245,9 +246,10 @@ def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
         raise CoseFormatError(f"protected header: {exc}") from None
     if type(protected) is not dict:
         raise CoseFormatError("protected header is not a map")
-    if len(_PROTECTED_SEEN) >= _PROTECTED_SEEN_MAX:
-        _PROTECTED_SEEN.clear()
-    _PROTECTED_SEEN[protected_bytes] = protected
+    if len(protected_bytes) <= _PROTECTED_SEEN_MAX_BYTES:
+        if len(_PROTECTED_SEEN) >= _PROTECTED_SEEN_MAX:
+            _PROTECTED_SEEN.clear()
+        _PROTECTED_SEEN[protected_bytes] = protected
     return protected
 
 
