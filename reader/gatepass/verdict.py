@@ -5,7 +5,7 @@ memory a gate keeps. Pure data: no parsing, no cryptography."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 REASONS: tuple[str, ...] = (
@@ -88,7 +88,7 @@ class Decision:
     issuer: str | None = None
     kid: bytes | None = None
     assurance: Assurance | None = None
-    credential_id: bytes | None = None
+    credential_id: bytes | None = field(default=None, repr=False)  # logged only as its hash
     detail: str | None = None
     warnings: tuple[str, ...] = ()
 

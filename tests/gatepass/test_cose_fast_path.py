@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reader.gatepass.cbor import CborError, loads
-from reader.gatepass.cose import CoseFormatError, _split_common_sign1, parse_sign1, sign1_from_item
+from reader.gatepass.cose import CoseFormatError, _split_common_sign1, ecdsa_der, parse_sign1, sign1_from_item
 from reader.gatepass.decide import _split_common_presentation
 
 EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
@@ -108,3 +109,15 @@ def test_presentation_split_takes_the_common_shapes() -> None:
         assert _split_common_presentation(cbor2.dumps(payload)) == payload
     assert _split_common_presentation(cbor2.dumps({2: 1, 1: b"c", 3: b"n"})) is None  # other order: decoder
     assert _split_common_presentation(cbor2.dumps({1: b"c", 2: 1.5, 3: b"n"})) is None
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.sampled_from([32, 48, 66]), st.data())
+def test_ecdsa_der_matches_cryptography(size: int, data) -> None:
+    # Leading zero bytes and high bits are what the hand-built DER has to get right.
+    part = st.one_of(st.binary(min_size=size, max_size=size),
+                     st.binary(min_size=0, max_size=size).map(lambda b: b.rjust(size, b"\0")),
+                     st.binary(min_size=size - 1, max_size=size - 1).map(lambda b: b"\x80" + b))
+    r, s = data.draw(part), data.draw(part)
+    expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+    assert ecdsa_der(r + s, size) == expected
