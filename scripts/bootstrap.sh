@@ -32,8 +32,8 @@ fi
 wanted_python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 if [ -f .venv/pyvenv.cfg ]; then
     made_with=$(sed -n 's/^executable = //p' .venv/pyvenv.cfg)
-    if [ "$(realpath -m "$made_with")" != "$wanted_python" ]; then
-        echo "bootstrap: .venv was made with $made_with; making it again with $wanted_python" >&2
+    if [ -z "$made_with" ] || [ "$(realpath -m "$made_with")" != "$wanted_python" ]; then
+        echo "bootstrap: .venv was made with ${made_with:-an unknown interpreter}; making it again with $wanted_python" >&2
         rm -rf .venv
     fi
 fi
