@@ -423,8 +423,10 @@ def decide_cose(
     freshness_check: CheckResult = "skipped"
     if is_presentation:
         if nfc:
-            freshness_check = "ok" if nonce == challenge else "fail"
-            if nonce != challenge:
+            if nonce == challenge:
+                freshness_check = "ok"
+            else:
+                freshness_check = "fail"
                 failures.setdefault("challenge_mismatch", "the answer does not carry the challenge sent")
         else:
             freshness_check = _check_qr_freshness(failures, iat, clock, policy)
