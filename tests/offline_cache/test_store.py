@@ -420,3 +420,20 @@ def test_kill_9_during_apply_never_leaves_a_mix(db_path: Path, tmp_path: Path) -
         assert time.monotonic() < deadline, "the kill loop is too slow for this machine"
     print(f"\n{kills} kills: {applied[-1] + 1} updates applied; {lost_in_flight} kills landed inside an apply")
     assert applied == sorted(applied) and applied[-1] >= kills  # it did write, and never went back
+
+
+def test_migrating_does_not_load_numpy(tmp_path: Path) -> None:
+    """sqlite-utils would import numpy (installed for opencv), 12 MB of memory for nothing;
+    a migration hides it, and numpy stays importable afterwards."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from offline_cache.store import Store\n"
+        f"Store.open(Path({str(tmp_path / 'cache.db')!r}), create=True).close()\n"
+        "assert 'sqlite_utils' in sys.modules, 'the migration ran'\n"
+        "assert 'numpy' not in sys.modules, 'numpy was loaded'\n"
+        "import numpy\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
