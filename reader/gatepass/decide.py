@@ -36,6 +36,7 @@ from reader.gatepass.cose import (
     Sign1,
     is_supported_alg,
     parse_sign1,
+    string_span,
     verify_signature,
 )
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_NFC_BYTES, EnvelopeError, open_text
@@ -296,27 +297,16 @@ def _check_status(
 def _split_common_presentation(payload: bytes) -> dict[Any, Any] | None:
     """The presentation map as nearly every holder writes it -- the credential (key 1) and
     iat (2) first, then any of nonce (3), rnonce (4) and gate id (5) in rising order; byte
-    strings and text with their lengths in at most two more bytes, iat in 0, 4 or 8 more
-    bytes -- split by hand; None for anything else, which the CBOR decoder then decides.
-    Like the COSE split in cose.py it saves a general decode right after OpenSSL ran, and
-    what it accepts the decoder accepts with the same result (tested against it)."""
+    strings and text as :func:`string_span` takes them, iat in 0, 4 or 8 more bytes -- split
+    by hand; None for anything else, which the CBOR decoder then decides. Like the COSE
+    split in cose.py it saves a general decode right after OpenSSL ran, and what it accepts
+    the decoder accepts with the same result (tested against it)."""
     try:
         count = payload[0] - 0xA0
         if not 3 <= count <= 5 or payload[1] != PRESENTATION_CREDENTIAL:
             return None
-        head = payload[2]
-        if head == 0x59:
-            start = 5
-            end = start + (payload[3] << 8 | payload[4])
-        elif head == 0x58:
-            start = 4
-            end = start + payload[3]
-        elif 0x40 <= head <= 0x57:
-            start = 3
-            end = start + (head - 0x40)
-        else:
-            return None
-        if payload[end] != PRESENTATION_IAT:
+        start, end = string_span(payload, 2)
+        if end < 0 or payload[end] != PRESENTATION_IAT:
             return None
         out: dict[Any, Any] = {PRESENTATION_CREDENTIAL: payload[start:end]}
         head = payload[end + 1]
@@ -333,24 +323,13 @@ def _split_common_presentation(payload: bytes) -> dict[Any, Any] | None:
             key = payload[pos]
             if not last_key < key <= PRESENTATION_GATE:
                 return None
-            # Keys 3 and 4 hold byte strings (major type 2), key 5 text (major type 3).
-            major = 0x60 if key == PRESENTATION_GATE else 0x40
-            head = payload[pos + 1] - major
-            if 0 <= head < 24:
-                start = pos + 2
-                end = start + head
-            elif head == 24:
-                start = pos + 3
-                end = start + payload[pos + 2]
-            elif head == 25:
-                start = pos + 4
-                end = start + (payload[pos + 2] << 8 | payload[pos + 3])
-            else:
-                return None
-            if end > len(payload):
+            # Keys 3 and 4 hold byte strings, key 5 text.
+            text = key == PRESENTATION_GATE
+            start, end = string_span(payload, pos + 1, 0x60 if text else 0x40)
+            if end < 0 or end > len(payload):
                 return None
             value = payload[start:end]
-            out[key] = value.decode("utf-8") if major == 0x60 else value
+            out[key] = value.decode("utf-8") if text else value
             pos, last_key = end, key
     except (IndexError, UnicodeDecodeError):
         return None
