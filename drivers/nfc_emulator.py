@@ -363,7 +363,7 @@ class CardEmulator:
                     wtx_left -= 1
                     send = last = b"\xf2\x01"
                     continue
-                outgoing = [answer[i:i + max_inf] for i in range(0, len(answer), max_inf)] or [b""]
+                outgoing = self._chunks(answer, max_inf)
                 send = last = self._iblock(outgoing, bn)
             elif pcb & 0xE6 == 0xA2:  # R-block
                 bn = pcb & 1
@@ -387,9 +387,14 @@ class CardEmulator:
                     wtx_left -= 1
                     send = last = b"\xf2\x01"
                     continue
-                outgoing = [answer[i:i + max_inf] for i in range(0, len(answer), max_inf)] or [b""]
+                outgoing = self._chunks(answer, max_inf)
                 send = last = self._iblock(outgoing, last_bn)
             # anything else: stay silent, as a card does on a frame it cannot parse
+
+    @staticmethod
+    def _chunks(answer: bytes, max_inf: int) -> list[bytes]:
+        """The answer cut into I-block payloads; an empty answer is one empty block."""
+        return [answer[i : i + max_inf] for i in range(0, len(answer), max_inf)] or [b""]
 
     @staticmethod
     def _iblock(outgoing: list[bytes], bn: int) -> bytes:

@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from offline_cache.errors import UploadError
+from offline_cache.journal import JournalRecord
 from offline_cache.upload import RECORD_FIELDS, Uploader, UploadResult, build_batch, chain_head_message
 
 from .collector import Collector, Pki, make_pki
@@ -32,28 +33,12 @@ RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 HEARTBEAT = {"version": "0.1.0", "list_ages_s": {"status/1": 42.0}, "sources": {"nfc": "ok", "camera": "down"}}
 
 
-@dataclass
-class Record:
-    seq: int
-    epoch: str
-    time: float
-    reader: str | None
-    kind: str
-    decision: str | None
-    reason: str | None
-    subject: str | None
-    credential_hash: str | None
-    detail: str | None
-    prev_hash: str
-    hash: str
-
-
 class FakeJournal:
     """In memory, with the JournalLike shape and a real SHA-256 chain."""
 
     def __init__(self, epoch: str = EPOCH) -> None:
         self.epoch = epoch
-        self.records: list[Record] = []
+        self.records: list[JournalRecord] = []
         self.sent: dict[int, float] = {}
         self.mark_calls = 0
         self._low = 0
@@ -64,9 +49,9 @@ class FakeJournal:
             prev = self.records[-1].hash if self.records else "0" * 64
             fields = (seq, self.epoch, 1_700_000_000.0 + seq / 10, "door-1", kind, "grant", "ok", f"emp-{seq}")
             digest = hashlib.sha256((prev + json.dumps(fields)).encode()).hexdigest()
-            self.records.append(Record(*fields, f"h{seq:06x}", None, prev, digest))
+            self.records.append(JournalRecord(*fields, f"h{seq:06x}", None, prev, digest, None))
 
-    def unsent(self, limit: int) -> list[Record]:
+    def unsent(self, limit: int) -> list[JournalRecord]:
         while self._low < len(self.records) and self.records[self._low].seq in self.sent:
             self._low += 1  # skip the sent prefix once, as an index on "unsent" would
         return list(itertools.islice((r for r in self.records[self._low :] if r.seq not in self.sent), limit))
@@ -118,7 +103,7 @@ def verify_head(head: dict[str, Any], epoch: str = EPOCH) -> None:
 def test_batch_is_a_cloudevents_json_batch(gate_key: Ed25519PrivateKey) -> None:
     journal = FakeJournal()
     journal.append(3)
-    journal.records[1].reader = None  # a system event has no reader: no subject attribute
+    journal.records[1] = replace(journal.records[1], reader=None)  # a system event has no reader: no subject
     body = build_batch(
         journal.records, gate_id=GATE, heartbeat=HEARTBEAT, chain_head=journal.head(), gate_key=gate_key, now=1.7e9
     )
