@@ -21,8 +21,14 @@ Writes are ordered (target files, targets, snapshot, then timestamp) and each on
 (temp file + ``os.replace``), so a web server serving the directory mid-publish only ever
 shows the old complete state or the new one. Serve ``public/`` and nothing else.
 
-Root rotation and pruning of old versions are not done here: each publish leaves the older
+Key rotation and pruning of old versions are not done here: each publish leaves the older
 versioned files in place (they are small, and a client mid-refresh may still need them).
+Root is re-signed with the same keys (a new version) once less than half of its lifetime is
+left, so a repository that publishes regularly never lets any role expire.
+
+A change that reads what is published and writes it back (a revocation, a refresh) holds
+``locked()`` around both, so a second publisher cannot slip in between and have its change
+overwritten.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
+from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 
 logger = logging.getLogger(__name__)
@@ -121,6 +128,7 @@ class Repository:
         self._signers = signers
         self._expiry = expiry_days
         self._staged: dict[str, bytes | None] = {}  # path -> new bytes, or None to remove
+        self._lock_depth = 0  # locked() is re-entrant within this object
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -205,16 +213,47 @@ class Repository:
         _, targets_md = self._load_published()
         return {path: info.hashes["sha256"] for path, info in sorted(targets_md.signed.targets.items())}
 
+    def published_contents(self) -> dict[str, bytes]:
+        """path -> bytes of every target currently published, each checked against the length
+        and sha256 the signed targets metadata gives (staged changes excluded). Hold
+        ``locked()`` when the result decides what to publish next."""
+        _, targets_md = self._load_published()
+        contents: dict[str, bytes] = {}
+        for path, info in sorted(targets_md.signed.targets.items()):
+            dirname, _, basename = path.rpartition("/")
+            file = self.targets_dir / dirname / f"{info.hashes['sha256']}.{basename}"
+            data = file.read_bytes()
+            try:
+                info.verify_length_and_hashes(data)
+            except LengthOrHashMismatchError as exc:
+                raise ValueError(f"{file}: does not match its entry in targets metadata ({exc})") from None
+            contents[path] = data
+        return contents
+
+    def expiries(self) -> dict[str, datetime]:
+        """role -> expiry of the metadata a client would see now."""
+        timestamp_md, targets_md = self._load_published()
+        snapshot_md = Metadata[Snapshot].from_file(
+            str(self.metadata_dir / f"{timestamp_md.signed.snapshot_meta.version}.snapshot.json")
+        )
+        root = Metadata[Root].from_file(str(self.metadata_dir / "root.json")).signed
+        return {Root.type: root.expires, Targets.type: targets_md.signed.expires,
+                Snapshot.type: snapshot_md.signed.expires, Timestamp.type: timestamp_md.signed.expires}
+
     # -- publishing -----------------------------------------------------------------------
 
     def publish(self, now: datetime | None = None) -> dict[str, int]:
         """Apply the staged changes and sign new metadata; return the versions now served.
 
-        targets gets a new version if a target changed or if less than half its lifetime is
-        left (so a repository that publishes regularly never lets targets expire); snapshot
-        and timestamp always get a new version with fresh expiry."""
+        root and targets get a new version if less than half their lifetime is left (targets
+        also when a target changed), so a repository that publishes regularly never lets them
+        expire; snapshot and timestamp always get a new version with fresh expiry. Files are
+        written in the order root, target files, targets, snapshot, timestamp: every one but
+        timestamp.json is a new name, so until timestamp.json is replaced (one rename) a client
+        sees the previous set whole, and a crash before that leaves it published."""
         now = _utc(now)
-        with self._locked():
+        with self.locked():
+            self._renew_root_if_due(now)
             timestamp_md, targets_md = self._load_published()
             targets = targets_md.signed
             changed = False
@@ -248,7 +287,7 @@ class Repository:
         """Sign a new timestamp version with fresh expiry and the same snapshot: the cheap
         renewal a timer runs between publishes (the timestamp lives one day by default)."""
         now = _utc(now)
-        with self._locked():
+        with self.locked():
             timestamp_md, _ = self._load_published()
             ts = timestamp_md.signed
             ts.version += 1
@@ -258,6 +297,22 @@ class Repository:
         return ts.version
 
     # -- internals ------------------------------------------------------------------------
+
+    def _renew_root_if_due(self, now: datetime) -> None:
+        """Sign root again (version + 1, same keys, fresh expiry) when less than half of its
+        lifetime is left. The versioned file comes first: clients walk N+1.root.json, and
+        root.json (what a new gate pins) is only a copy."""
+        root_md = Metadata[Root].from_file(str(self.metadata_dir / "root.json"))
+        root = root_md.signed
+        lifetime = timedelta(days=self._expiry[Root.type])
+        if root.expires - now >= lifetime / 2:
+            return
+        root.version += 1
+        root.expires = now + lifetime
+        root_bytes = self._sign(root_md)
+        _atomic_write(self.metadata_dir / f"{root.version}.root.json", root_bytes)
+        _atomic_write(self.metadata_dir / "root.json", root_bytes)
+        logger.info("renewed root of %s: v%s", self.repo_dir, root.version)
 
     def _sign(self, md: Metadata) -> bytes:
         """Replace the signatures of ``md`` with one by its role's key; return the file bytes."""
@@ -303,12 +358,25 @@ class Repository:
         return {Root.type: root.version, Targets.type: targets, Snapshot.type: snapshot, Timestamp.type: timestamp}
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """An exclusive flock on keys/.publish.lock for one publish: two publishers (a cron
-        timestamp refresh and an operator's revocation) must not both sign version N+1."""
+    def locked(self) -> Iterator[None]:
+        """An exclusive flock on keys/.publish.lock: two publishers (a timer's refresh and an
+        operator's revocation) must not both sign version N+1, nor read the same list and
+        each write back their own change. Re-entrant within this object, so a caller can
+        hold it from reading what is published until ``publish()`` (which takes it too)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         fd = os.open(self.repo_dir / "keys" / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
         finally:
             os.close(fd)

@@ -33,7 +33,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 ISSUER_ALGS = tuple(ALG_BY_NAME)  # ES256, ES384, ES512, EdDSA, PS256
 HOLDER_ALGS = ("ES256", "EdDSA")
-DAY_S = 86_400
+DAY_S = a.DAY_S
 _TAGS = {"18": 18, "61": 61, "none": None}
 
 
@@ -340,14 +340,19 @@ def _status_parser(actions: Any) -> None:
     a.add_issuer_options(p)
     p.add_argument("--uri", required=True, help="the list's uri (claim sub), equal to the credentials' --status-uri")
     p.add_argument("--size", required=True, metavar="N", help="number of entries, indexes 0..N-1")
-    p.add_argument("--bits", default="1", metavar="{1,2,4,8}",
-                   help="bits per entry (default 1); suspension needs 2 or more")
+    p.add_argument("--bits", default=a.DEFAULT_BITS, metavar="{1,2,4,8}",
+                   help="bits per entry (default %(default)s, as revoke); suspension needs 2 or more")
     p.add_argument("--revoked", action="append", default=[], metavar="IDX[,IDX...]", help="indexes to revoke")
     p.add_argument("--revoked-file", metavar="FILE", help="more indexes to revoke: one IDX or A-B per line, # comments")
     p.add_argument("--suspended", action="append", default=[], metavar="IDX[,IDX...]", help="indexes to suspend")
     p.add_argument("--suspended-file", metavar="FILE", help="more indexes to suspend, same format as --revoked-file")
     p.add_argument("--iat", metavar="TIME", help="issued-at (default now); gates keep the list with the largest iat")
-    p.add_argument("--exp", metavar="TIME", help="expiry; gates treat the list as stale from then (default none)")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument("--exp", metavar="TIME", help="expiry; gates treat the list as stale from then")
+    until.add_argument("--exp-days", metavar="D",
+                       help=f"expiry D days (of 86400 s) after iat (default {a.DEFAULT_LIST_DAYS}, as revoke and "
+                       "refresh)")
+    until.add_argument("--no-exp", action="store_true", help="no exp claim (the spec makes it optional)")
     p.add_argument("--ttl", metavar="S", help="time to live in seconds, informative (default: no ttl claim)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the token (binary CBOR)")
 
@@ -369,6 +374,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         raise AuthorityError(f"index {min(both)} is both revoked and suspended")
     ttl = None if args.ttl is None else a.integer(args.ttl, "--ttl", 0, 2**63 - 1)
     iat, exp = _times(args)
+    if exp is None and not args.no_exp:
+        days = a.DEFAULT_LIST_DAYS if args.exp_days is None else args.exp_days
+        exp = iat + a.integer(days, "--exp-days", 1, 3650) * DAY_S
     values = dict.fromkeys(revoked, 1) | dict.fromkeys(suspended, 2)
     token = build_status_list(_load_issuer(args), uri=args.uri, size=size, values=values, iat=iat, bits=bits,
                               exp=exp, ttl=ttl)

@@ -36,6 +36,12 @@ from reader.timeparse import parse_time
 PROG = "gate-reader authority"
 MAX_NUMERIC_DATE = 2**63 - 1
 MAX_INPUT_BYTES = 1 << 20  # a credential is a few hundred bytes; refuse to slurp a wrong big file
+# One default for every command that signs a status list (status-list, revoke, refresh), so a
+# list keeps its shape whichever command signed it last: 2 bits per entry (valid, revoked and
+# suspended all fit) and an exp 7 days after iat (comfortably more than two refresh periods).
+DEFAULT_BITS = "2"
+DEFAULT_LIST_DAYS = "7"
+DAY_S = 86_400
 TIME_HELP = "TIME is epoch seconds (1798761600) or ISO 8601 with a zone (2027-01-01T00:00:00Z, ...+09:00)."
 
 OVERVIEW = """\

@@ -1,31 +1,64 @@
-"""``gate-reader authority publish`` and ``revoke``: the centre's side of distribution.
+"""``gate-reader authority publish``, ``revoke`` and ``refresh``: the centre's side of distribution.
 
 ``publish`` puts issuer certificates, status lists and the legacy card list into a TUF
 repository (offline_cache.publish) that any static web server can serve to the gates.
 ``revoke`` is the one command an operator runs to revoke (or suspend, or restore) a
-credential: it updates the list's state kept in the repository folder, signs a new list
-with a newer iat, and publishes it with new targets, snapshot and timestamp metadata.
+credential: it starts from the list as published, changes the entries asked, signs it with
+a newer iat and publishes it. ``refresh`` (run by a timer) signs every published list again
+with a new iat, so gates never see them go stale, and renews the TUF metadata.
+
+Whatever a command is about to publish is first checked as a gate would check it, against
+what is published now (see :func:`_check_change`): a change that gates would refuse would
+fail every gate's whole sync, and a list that drops a revocation would let a revoked
+credential through, so both are refused here with the reason, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reader import authority_cli_args as a
-from reader.gatepass.authority import AuthorityError, build_status_list
-from reader.gatepass.statuslist import MAX_LIST_BYTES
+from reader.errors import TrustStoreError
+from reader.gatepass.authority import (
+    AuthorityError,
+    Issuer,
+    revoked_indexes,
+    set_status_value,
+    sign_legacy_cards,
+    sign_status_list,
+    status_entries,
+)
+from reader.gatepass.legacy import LegacyList, verify_legacy_token
+from reader.gatepass.statuslist import MAX_LIST_BYTES, StatusList, TokenRejected, verify_status_token
+from reader.gatepass.trust import TrustStore, anchors_from_pem
 
 STATE_DIR = "lists"  # inside the repository folder; not served (only metadata/ and targets/ are)
+TRUST_TARGET = "trust/issuers.pem"
+LEGACY_TARGET = "legacy/cards.cwt"
 _VALUES = {"revoke": 1, "suspend": 2, "restore": 0}
+GATE_SKEW_S = 300  # a gate ignores a list whose iat is further ahead of its trusted clock (spec 3)
+# How far a published iat may be ahead of this machine's clock before revoke and refresh
+# refuse: revocations within one second each take the next second, so a burst runs a few
+# seconds ahead; a clock a minute behind is a wrong clock, and lists signed by it would go
+# back in iat (gates keep the newer list and refuse the sync that offers an older one).
+CLOCK_TOLERANCE_S = 60
+# The refresh timer's period (systemd/gate-reader-refresh.timer); see the README on how it
+# relates to the gates' [policy] max_age_s and the list and TUF expiry.
+REFRESH_PERIOD_S = 4 * 3600
+_clock = time.time  # the centre's clock; tests replace it
 
 
 def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
-    """Add ``publish`` and ``revoke`` to the authority's actions (``action`` builds one
-    parser the way authority_cli does; ``load_issuer`` reads --issuer-key/--issuer-cert)."""
+    """Add ``publish``, ``revoke`` and ``refresh`` to the authority's actions (``action``
+    builds one parser the way authority_cli does; ``load_issuer`` reads --issuer-key/-cert)."""
     p = action(
         actions, "publish", _cmd_publish, "publish certificates and lists to a TUF repository",
         "Create (--init) or update a TUF repository folder (root, targets, snapshot, timestamp metadata, "
@@ -33,7 +66,10 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
         "legacy/cards.cwt, ready for any static web server: serve REPO/public/ and nothing else (its "
         "metadata/ and targets/ are the gates' sync URLs). --init makes the four role keys under REPO/keys/ "
         "(mode 0600, beside public/, never served) and REPO/public/metadata/root.json, the file every gate "
-        "pins at install. Each run signs new targets, snapshot and timestamp versions.",
+        "pins at install. Each run signs new targets, snapshot and timestamp versions. What would be "
+        "published is first checked as a gate checks it: every list must verify under the trust bundle, "
+        "no two lists may share a uri, and a list replacing a published one (same uri) needs a newer iat "
+        "and must keep every revoked entry.",
         "gate-reader authority publish --repo repo --init --trust keys/issuer.pem --status s1.cwt",
     )
     p.add_argument("--repo", required=True, metavar="DIR", help="the repository folder")
@@ -46,15 +82,18 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
     p.add_argument("--remove", action="append", default=[], metavar="TARGET",
                    help="a target path to withdraw, such as status/old.cwt (repeatable)")
     p.add_argument("--timestamp-only", action="store_true",
-                   help="only sign a new timestamp (renew its 1-day expiry); run it daily from a timer")
+                   help="only sign a new timestamp (renew its 1-day expiry); 'refresh' does that and more")
     p.set_defaults(load_issuer=load_issuer)
 
     p = action(
         actions, "revoke", _cmd_revoke, "revoke, suspend or restore credentials and publish at once",
-        "Change entries of a status list kept in the repository (REPO/lists/NAME.json holds its uri, size, "
-        "bits and non-zero entries), sign the list again with a newer iat, and publish it as "
-        "status/NAME.cwt with new metadata: the gates deny the credential after their next sync. The first "
-        "use of a NAME creates the list and needs --uri and --size.",
+        "Change entries of a published status list: start from status/NAME.cwt as published (its uri, bits, "
+        "entries and ttl), change the entries given, sign it again with a newer iat and publish it with new "
+        "metadata: the gates deny the credential after their next sync. The first use of a NAME creates the "
+        "list and needs --uri and --size; for a published list --uri, --size and --bits may be left out, "
+        "and are refused if they disagree with it. A revoked entry stays revoked: suspending or restoring it "
+        "needs --unrevoke. REPO/lists/NAME.json records the entries after each change (a revocation it "
+        "records that the published list lacks is refused until revoked again).",
         "gate-reader authority revoke --repo repo --issuer-key keys/issuer.key --issuer-cert keys/issuer.pem "
         "--list s1 --idx 42",
     )
@@ -67,13 +106,37 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
     change.add_argument("--suspend", dest="change", action="store_const", const="suspend",
                         help="suspend (value 2, needs a list of 2 or more bits) instead of revoking")
     change.add_argument("--restore", dest="change", action="store_const", const="restore",
-                        help="make the entries valid again (value 0)")
+                        help="make suspended entries valid again (value 0)")
+    p.add_argument("--unrevoke", action="store_true",
+                   help="allow --suspend/--restore to change revoked entries (undo a mistaken revocation)")
     p.add_argument("--uri", help="the list's uri, for a new list (the credentials' --status-uri)")
     p.add_argument("--size", metavar="N", help="entries of a new list")
-    p.add_argument("--bits", default="2", metavar="{1,2,4,8}", help="bits per entry of a new list (default 2)")
-    p.add_argument("--exp-days", default="7", metavar="D",
-                   help="the signed list expires after D days (default 7); gates treat it as stale then")
+    p.add_argument("--bits", metavar="{1,2,4,8}", help=f"bits per entry of a new list (default {a.DEFAULT_BITS})")
+    _add_exp_days(p)
     p.set_defaults(change="revoke", load_issuer=load_issuer)
+
+    p = action(
+        actions, "refresh", _cmd_refresh, "sign every published list again and renew the TUF metadata",
+        "Sign every published status list and the legacy card list again with a new iat (now, and always "
+        "after the published one), the same entries (cards, uri, bits, ttl) and an exp at least D days "
+        "after the new iat (never earlier than the published exp), then publish them in one new set of "
+        "targets, snapshot and timestamp metadata (root too once half its lifetime is gone). Gates call a "
+        "list stale once it is older than their [policy] max_age_s, so a timer runs this every few hours "
+        "(systemd/gate-reader-refresh.timer). Refuses, writing nothing, when the clock is more than "
+        f"{CLOCK_TOLERANCE_S} s behind a published iat or a published list does not verify. Running it "
+        "again is harmless; a crash leaves the previous set published.",
+        "gate-reader authority refresh --repo repo --issuer-key keys/issuer.key --issuer-cert keys/issuer.pem",
+    )
+    a.add_issuer_options(p)
+    p.add_argument("--repo", required=True, metavar="DIR", help="the repository folder (made by publish --init)")
+    _add_exp_days(p)
+    p.set_defaults(load_issuer=load_issuer)
+
+
+def _add_exp_days(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exp-days", default=a.DEFAULT_LIST_DAYS, metavar="D",
+                        help="the signed list expires at least D days after its iat (default %(default)s), "
+                        "never earlier than the published exp; a published list without exp keeps none")
 
 
 def _open_repository(args: argparse.Namespace) -> Any:
@@ -87,21 +150,163 @@ def _open_repository(args: argparse.Namespace) -> Any:
     return Repository.open(repo)
 
 
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+# --- what a gate would see ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GateView:
+    """A set of targets as a gate syncing it would read them: the lists that verify under
+    its trust bundle, by target path, and why each other one would be refused."""
+
+    contents: dict[str, bytes]
+    trust: TrustStore
+    lists: dict[str, StatusList]
+    legacy: LegacyList | None
+    refused: dict[str, str]
+
+
+def _trust_of(contents: Mapping[str, bytes], fallback: TrustStore | None) -> TrustStore:
+    if TRUST_TARGET not in contents:
+        return fallback if fallback is not None else TrustStore()
+    try:
+        return TrustStore(anchors_from_pem(contents[TRUST_TARGET], TRUST_TARGET))
+    except TrustStoreError as exc:
+        raise AuthorityError(f"{TRUST_TARGET}: gates would refuse it: {exc}") from None
+
+
+def _gate_view(contents: Mapping[str, bytes], trust: TrustStore, now: float | None) -> GateView:
+    """Verify each list as the gate's sync does (reader.sync_job.verify_fetched); ``now`` is
+    a clock to hold iat against (None: do not)."""
+    lists: dict[str, StatusList] = {}
+    refused: dict[str, str] = {}
+    legacy = None
+    for path, raw in sorted(contents.items()):
+        try:
+            if path.startswith("status/"):
+                lists[path] = verify_status_token(raw, trust, now=now, skew_s=GATE_SKEW_S)
+            elif path == LEGACY_TARGET:
+                legacy = verify_legacy_token(raw, trust, now=now, skew_s=GATE_SKEW_S)
+        except TokenRejected as exc:
+            refused[path] = str(exc)
+    return GateView(dict(contents), trust, lists, legacy, refused)
+
+
+def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
+                  unrevoked: Mapping[str, Iterable[int]] | None = None) -> GateView:
+    """Refuse a change of the published targets that gates would refuse, or that would take
+    back a revocation (``unrevoked``: uri -> indexes deliberately undone). Lists are matched
+    by uri, as gates hold them."""
+    new = _gate_view(after, _trust_of(after, before.trust), now)
+    for path, reason in new.refused.items():
+        raise AuthorityError(f"{path}: gates would refuse it ({reason}) and fail their whole sync")
+    claimed: dict[str, str] = {}
+    for path, lst in sorted(new.lists.items()):
+        if lst.uri in claimed:
+            raise AuthorityError(f"{path} and {claimed[lst.uri]} both claim uri {lst.uri}: gates would fail the sync")
+        claimed[lst.uri] = path
+    held = {lst.uri: (path, lst) for path, lst in before.lists.items()}
+    for path, lst in sorted(new.lists.items()):
+        old = before.lists.get(path)
+        if old is not None and old.uri != lst.uri:
+            raise AuthorityError(f"{path}: published for uri {old.uri}, the new token is for {lst.uri} "
+                                 f"(publish it under another name, and --remove {path} if that is meant)")
+        if lst.uri not in held or held[lst.uri][1].raw == lst.raw:
+            continue
+        old_path, old = held[lst.uri]
+        if lst.iat <= old.iat:
+            raise AuthorityError(f"{path}: iat {lst.iat:g} is not after the published {old.iat:g} of {old_path}: "
+                                 f"gates keep the list they hold (and refuse a sync with an older one)")
+        allowed = set((unrevoked or {}).get(lst.uri, ()))
+        lost = [i for i in revoked_indexes(old.data, old.bits) if lst.value(i) != 1 and i not in allowed]
+        if lost:
+            shown = ", ".join(map(str, lost[:10])) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+            raise AuthorityError(f"{path}: entries revoked in the published list are not revoked in the new one "
+                                 f"({shown}); a revocation is never withdrawn by publishing a list (undo a "
+                                 f"mistaken one with 'revoke --restore --unrevoke')")
+    if new.legacy is not None and before.legacy is not None and after[LEGACY_TARGET] != before.contents.get(
+            LEGACY_TARGET) and new.legacy.iat <= before.legacy.iat:
+        raise AuthorityError(f"{LEGACY_TARGET}: iat {new.legacy.iat:g} is not after the published "
+                             f"{before.legacy.iat:g}: gates keep the list they hold")
+    return new
+
+
+def _published(repo: Any, issuer: Issuer) -> GateView:
+    """What is published, every list verified as gates verify it. Revoke and refresh build on
+    these lists, so one a gate would refuse is refused here too, naming it."""
+    contents = repo.published_contents()
+    fallback = None
+    if TRUST_TARGET not in contents:
+        a.note(f"note: the repository publishes no {TRUST_TARGET}: lists are checked against --issuer-cert "
+               "alone, and gates need that certificate installed")
+        fallback = TrustStore(anchors_from_pem(issuer.certificate_pem, "--issuer-cert"))
+    view = _gate_view(contents, _trust_of(contents, fallback), None)
+    for path, reason in view.refused.items():
+        raise AuthorityError(f"{path} as published would be refused by gates ({reason}): publish a good one "
+                             f"or the certificate that signed it first")
+    return view
+
+
+def _next_iat(published: float | None, now: float, what: str) -> int:
+    """The iat of a list signed now: after the published one, even within the same second
+    (gates ignore an equal iat), and refused when this clock is behind the published iat."""
+    now_s = math.floor(now)
+    if published is None:
+        return now_s
+    if published > now_s + CLOCK_TOLERANCE_S:
+        raise AuthorityError(
+            f"{what} as published has iat {published:g}, {published - now_s:g} s after this machine's clock "
+            f"({now_s}): a list signed now would go back in iat and gates would refuse it; set the clock right "
+            "and run again")
+    return max(now_s, math.floor(published) + 1)
+
+
+def _renewed_exp(published: float | None, iat: int, days: int, new_list: bool = False) -> float | None:
+    """exp at least ``days`` after ``iat``, never earlier than the published exp (a signing
+    must not make a list stale sooner); a published list without exp stays without one."""
+    if published is None and not new_list:
+        return None
+    renewed = iat + days * a.DAY_S
+    return renewed if published is None else max(published, renewed)
+
+
+def _print_versions(versions: Mapping[str, int]) -> None:
+    print(f"published: targets v{versions.get('targets')}, snapshot v{versions.get('snapshot')}, "
+          f"timestamp v{versions.get('timestamp')}, root v{versions.get('root')}")
+
+
+# --- publish ------------------------------------------------------------------------------
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     repo = _open_repository(args)
     if args.timestamp_only:
         version = repo.refresh_timestamp()
         print(f"timestamp: version {version}")
         return 0
+    staged: dict[str, bytes | None] = {}
     if args.trust:
-        repo.put_target("trust/issuers.pem", b"".join(a.read_bytes(path, "--trust") for path in args.trust))
+        staged[TRUST_TARGET] = b"".join(a.read_bytes(path, "--trust") for path in args.trust)
     for path in args.status:
-        repo.put_target(f"status/{Path(path).name}", a.read_bytes(path, "--status", MAX_LIST_BYTES))
+        staged[f"status/{Path(path).name}"] = a.read_bytes(path, "--status", MAX_LIST_BYTES)
     if args.legacy:
-        repo.put_target("legacy/cards.cwt", a.read_bytes(args.legacy, "--legacy", MAX_LIST_BYTES))
+        staged[LEGACY_TARGET] = a.read_bytes(args.legacy, "--legacy", MAX_LIST_BYTES)
     for target in args.remove:
-        repo.remove_target(target)
-    versions = repo.publish()
+        staged[target] = None
+    for target, data in staged.items():  # validates every path before anything is read or written
+        repo.put_target(target, data) if data is not None else repo.remove_target(target)
+    with repo.locked():
+        now = _clock()
+        contents = repo.published_contents()
+        new_trust = _trust_of({k: v for k, v in staged.items() if v is not None}, None)
+        # The published lists, as a gate holding the old or the new bundle verified them.
+        before = _gate_view(contents, TrustStore([*_trust_of(contents, None), *new_trust]), None)
+        for path, reason in before.refused.items():
+            a.note(f"note: {path} as published does not verify ({reason}): not compared with what replaces it")
+        after = {k: v for k, v in ({**contents, **staged}).items() if v is not None}
+        _check_change(before, after, now)
+        versions = repo.publish(now=_utc(now))
     for role, version in sorted(versions.items()):
         print(f"{role}: version {version}")
     for target, digest in sorted(repo.targets().items()):
@@ -111,51 +316,137 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_state(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    if path.exists():
-        state = json.loads(path.read_text())
-        if args.uri is not None and args.uri != state["uri"]:
-            raise AuthorityError(f"--uri {args.uri} differs from the list's uri {state['uri']}")
-        return state
-    if args.uri is None or args.size is None:
-        raise AuthorityError(f"list {args.list} does not exist yet: give --uri and --size to create it")
-    bits = int(a.choice(args.bits, "--bits", ("1", "2", "4", "8")))
-    size = a.integer(args.size, "--size", 1, MAX_LIST_BYTES * 8 // bits)
-    return {"uri": args.uri, "size": size, "bits": bits, "values": {}, "iat": 0}
+# --- revoke -------------------------------------------------------------------------------
+
+def _new_or_published(published: StatusList | None, args: argparse.Namespace) -> tuple[str, int, bytes, int | None]:
+    """(uri, bits, packed entries, ttl) to start from: the published list's, or a new empty
+    one from --uri, --size and --bits. Options that disagree with the published list are
+    refused rather than quietly ignored or applied."""
+    if published is None:
+        if args.uri is None or args.size is None:
+            raise AuthorityError(f"list {args.list} is not published yet: give --uri and --size to create it")
+        bits = int(a.choice(args.bits or a.DEFAULT_BITS, "--bits", ("1", "2", "4", "8")))
+        size = a.integer(args.size, "--size", 1, MAX_LIST_BYTES * 8 // bits)
+        return args.uri, bits, bytes((size * bits + 7) // 8), None
+    bits = published.bits
+    given = []
+    if args.uri is not None and args.uri != published.uri:
+        given.append(f"--uri {args.uri} (published: {published.uri})")
+    if args.bits is not None and args.bits != str(bits):
+        given.append(f"--bits {args.bits} (published: {bits})")
+    if args.size is not None:
+        size = a.integer(args.size, "--size", 1)
+        if (size * bits + 7) // 8 != len(published.data):
+            given.append(f"--size {size} (published: {published.entries} entries)")
+    if given:
+        raise AuthorityError(f"status/{args.list}.cwt as published disagrees with {'; '.join(given)}: "
+                             "leave them out to change the published list")
+    return published.uri, bits, published.data, published.ttl
+
+
+def _recorded_revocations(state_path: Path, uri: str) -> set[int]:
+    """The revoked entries REPO/lists/NAME.json records (kept by revoke since before lists
+    were read back from the repository): evidence of revocations a list published over it
+    may have dropped."""
+    if not state_path.exists():
+        return set()
+    try:
+        state = json.loads(a.read_bytes(str(state_path), "state file"))
+        recorded_uri, values = state["uri"], state["values"]
+        revoked = {int(k) for k, v in values.items() if v == 1}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AuthorityError(f"{state_path}: not a list record revoke wrote ({exc}); move it aside") from None
+    if recorded_uri != uri:
+        raise AuthorityError(f"{state_path} records uri {recorded_uri}, the list's is {uri}: move one aside")
+    return revoked
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
     if not args.list.replace("-", "").replace("_", "").isalnum():
         raise AuthorityError(f"--list {args.list!r}: letters, digits, '-' and '_' only")
-    repo = _open_repository(args)
-    state_path = Path(args.repo) / STATE_DIR / f"{args.list}.json"
-    state = _load_state(state_path, args)
+    days = a.integer(args.exp_days, "--exp-days", 1, 3650)
     value = _VALUES[args.change]
-    if value >= 1 << state["bits"]:
-        raise AuthorityError(f"a {state['bits']}-bit list cannot hold value {value} (--suspend needs 2 bits)")
-    indexes = set(a.index_ranges(args.idx, "--idx", state["size"]))
-    if not indexes:
-        raise AuthorityError("--idx: give at least one index")
-    values = {int(k): v for k, v in state["values"].items()}
-    for index in indexes:
-        if value:
-            values[index] = value
-        else:
-            values.pop(index, None)
-    # A newer iat than any list published before, even within the same second: gates keep
-    # the largest iat and ignore an equal one.
-    iat = max(int(time.time()), int(state["iat"]) + 1)
-    exp = iat + int(a.integer(args.exp_days, "--exp-days", 1, 3650)) * 86_400
-    token = build_status_list(args.load_issuer(args), uri=state["uri"], size=state["size"], values=values,
-                              iat=iat, bits=state["bits"], exp=exp)
-    repo.put_target(f"status/{args.list}.cwt", token)
-    versions = repo.publish()
-    state.update(values={str(k): v for k, v in sorted(values.items())}, iat=iat)
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    a.write_atomic(state_path, json.dumps(state, indent=1).encode())
-    print(f"{args.change}: {len(indexes)} entr{'y' if len(indexes) == 1 else 'ies'} of {state['uri']}")
-    print(f"list: status/{args.list}.cwt iat {iat}, {sum(1 for v in values.values() if v == 1)} revoked, "
-          f"{sum(1 for v in values.values() if v == 2)} suspended")
-    print(f"published: targets v{versions.get('targets')}, snapshot v{versions.get('snapshot')}, "
-          f"timestamp v{versions.get('timestamp')}")
+    repo = _open_repository(args)
+    issuer = args.load_issuer(args)
+    path, state_path = f"status/{args.list}.cwt", Path(args.repo) / STATE_DIR / f"{args.list}.json"
+    with repo.locked():  # from reading the published list to publishing the new one
+        now = _clock()
+        before = _published(repo, issuer)
+        published = before.lists.get(path)
+        uri, bits, packed, ttl = _new_or_published(published, args)
+        if value >= 1 << bits:
+            raise AuthorityError(f"a {bits}-bit list cannot hold value {value} (--suspend needs 2 bits)")
+        indexes = set(a.index_ranges(args.idx, "--idx", len(packed) * 8 // bits))
+        if not indexes:
+            raise AuthorityError("--idx: give at least one index")
+        revoked = set(revoked_indexes(packed, bits))
+        undone = sorted(indexes & revoked) if value != 1 else []
+        if undone and not args.unrevoke:
+            raise AuthorityError(f"entr{'y' if len(undone) == 1 else 'ies'} {', '.join(map(str, undone[:10]))} "
+                                 f"of {uri} {'is' if len(undone) == 1 else 'are'} revoked, and a revocation is "
+                                 f"final: pass --unrevoke to {args.change} a mistaken one")
+        missing = _recorded_revocations(state_path, uri) - revoked - (indexes if value == 1 else set())
+        if missing:
+            raise AuthorityError(f"{state_path} records revoked entries that {path} as published does not revoke "
+                                 f"({', '.join(map(str, sorted(missing)[:10]))}): revoke them again with --idx "
+                                 f"(or move {state_path} aside if they were withdrawn on purpose)")
+        data = bytearray(packed)
+        for index in indexes:
+            set_status_value(data, bits, index, value)
+        iat = _next_iat(None if published is None else published.iat, now, path)
+        exp = _renewed_exp(None if published is None else published.exp, iat, days, new_list=published is None)
+        token = sign_status_list(issuer, uri=uri, bits=bits, data=bytes(data), iat=iat, exp=exp, ttl=ttl)
+        new = _check_change(before, {**before.contents, path: token}, now, {uri: undone})
+        repo.put_target(path, token)
+        versions = repo.publish(now=_utc(now))
+        values = {str(i): v for i, v in status_entries(new.lists[path].data, bits)}
+        record = {"uri": uri, "size": len(data) * 8 // bits, "bits": bits, "iat": iat, "values": values}
+        a.write_atomic(state_path, json.dumps(record, indent=1).encode())
+    counts = [sum(1 for v in record["values"].values() if v == n) for n in (1, 2)]
+    print(f"{args.change}: {len(indexes)} entr{'y' if len(indexes) == 1 else 'ies'} of {uri}")
+    print(f"list: {path} iat {iat}, {counts[0]} revoked, {counts[1]} suspended")
+    _print_versions(versions)
     return 0
+
+
+# --- refresh ------------------------------------------------------------------------------
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    days = a.integer(args.exp_days, "--exp-days", 1, 3650)
+    repo = _open_repository(args)
+    issuer = args.load_issuer(args)
+    lines: list[str] = []
+    with repo.locked():  # nobody publishes between reading the lists and publishing them again
+        now = _clock()
+        before = _published(repo, issuer)
+        after = dict(before.contents)
+        for path, lst in sorted(before.lists.items()):
+            iat = _next_iat(lst.iat, now, path)
+            exp = _renewed_exp(lst.exp, iat, days)
+            after[path] = sign_status_list(issuer, uri=lst.uri, bits=lst.bits, data=lst.data, iat=iat, exp=exp,
+                                           ttl=lst.ttl)
+            lines.append(f"{path}: iat {iat}, exp {'none' if exp is None else f'{exp:g}'}, {lst.uri}"
+                         + _kid_change(lst.kid, issuer))
+        if before.legacy is not None:
+            legacy = before.legacy
+            iat = _next_iat(legacy.iat, now, LEGACY_TARGET)
+            exp = _renewed_exp(legacy.exp, iat, days)
+            cards = {key: (card.sub, card.exp) for key, card in legacy.cards.items()}
+            after[LEGACY_TARGET] = sign_legacy_cards(issuer, entries=cards, iat=iat, exp=exp)
+            lines.append(f"{LEGACY_TARGET}: iat {iat}, exp {exp:g}, {len(cards)} cards"
+                         + _kid_change(legacy.kid, issuer))
+        _check_change(before, after, now)
+        for path, data in after.items():
+            if data != before.contents[path]:
+                repo.put_target(path, data)
+        versions = repo.publish(now=_utc(now))
+        expiries = repo.expiries()
+    print("\n".join(lines) if lines else "lists: none published; metadata renewed")
+    _print_versions(versions)
+    print("expires: " + ", ".join(f"{role} {when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                                   for role, when in sorted(expiries.items(), key=lambda item: item[1])))
+    return 0
+
+
+def _kid_change(kid: bytes, issuer: Issuer) -> str:
+    return "" if kid == issuer.kid else f" (signed by kid {issuer.kid.hex()}, was {kid.hex()})"

@@ -320,15 +320,23 @@ def test_status_list_revoked_and_suspended(run: Runner, pki: Pki, tmp_path: Path
         assert decide(text.strip(), pki, lists=lists).reason == reason, idx
 
 
-def test_status_list_defaults_to_one_bit_and_now(run: Runner, pki: Pki, tmp_path: Path) -> None:
+def test_status_list_defaults_are_revokes(run: Runner, pki: Pki, tmp_path: Path) -> None:
+    """status-list and revoke sign lists of the same shape by default: 2 bits per entry and
+    an exp 7 days after iat (a list made by one and changed by the other keeps it)."""
     out_file = tmp_path / "s.cwt"
     code, _out, err = run("status-list", *pki.issuer_args("PS256"), "--uri", "u:2", "--size", 10, "--revoked", 9,
-                          "--out", out_file)
+                          "--suspended", 3, "--out", out_file)
     assert code == 0, err
     status = verify_status_token(out_file.read_bytes(), pki.trust())
-    assert status.bits == 1 and status.exp is None and status.ttl is None
-    assert status.value(9) == 1 and status.value(8) == 0
+    assert status.bits == 2 and status.exp == status.iat + 7 * 86_400 and status.ttl is None
+    assert status.value(9) == 1 and status.value(3) == 2 and status.value(8) == 0
     assert abs(status.iat - time.time()) < 60
+    for extra, bits, exp in ((["--bits", 1, "--exp-days", 2], 1, 2 * 86_400), (["--no-exp"], 2, None)):
+        code, _out, err = run("status-list", *pki.issuer_args("PS256"), "--uri", "u:2", "--size", 10,
+                              "--iat", ISSUED, *extra, "--out", out_file)
+        assert code == 0, err
+        status = verify_status_token(out_file.read_bytes(), pki.trust())
+        assert (status.bits, status.exp) == (bits, None if exp is None else ISSUED + exp)
 
 
 def test_legacy_list(run: Runner, pki: Pki, tmp_path: Path) -> None:
@@ -395,7 +403,9 @@ def bad_cases(pki: Pki, tmp: Path) -> list[list[object]]:
         ["answer", *holder_base, "--challenge", "ff"],
         [*status_base, "--size", 10, "--revoked", 10],
         [*status_base, "--size", 10, "--revoked", "5-2"],
-        [*status_base, "--size", 10, "--suspended", 1],  # needs --bits 2
+        [*status_base, "--size", 10, "--bits", 1, "--suspended", 1],  # needs --bits 2
+        [*status_base, "--size", 10, "--exp", AT, "--no-exp"],
+        [*status_base, "--size", 10, "--exp-days", 0],
         [*status_base, "--size", 10, "--bits", 2, "--revoked", 1, "--suspended", 1],
         [*status_base, "--size", 10, "--bits", 3],
         [*status_base, "--size", 0],
