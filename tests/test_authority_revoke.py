@@ -1,0 +1,201 @@
+"""The centre's list changes (``authority revoke`` and ``publish --status``) never lose a
+published revocation, and never publish what gates would refuse.
+
+Every check reads the list back from the repository as a gate does (the token that the
+signed targets metadata names, verified under the published trust bundle), so a test
+passes only when the gates would see the entries asserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from offline_cache.publish import Repository
+from reader.cli import main
+from reader.gatepass.authority import Issuer
+from reader.gatepass.statuslist import StatusList, verify_status_token
+from reader.gatepass.trust import TrustStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+URI = "https://pki.example/status/s1"
+
+
+def run(*argv: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["authority", *map(str, argv)])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def ok(*argv: object) -> str:
+    code, out, err = run(*argv)
+    assert code == 0, err
+    return out
+
+
+def refused(*argv: object, match: str) -> str:
+    """The command fails with one error line containing ``match``."""
+    code, out, err = run(*argv)
+    assert (code, out) == (2, ""), err
+    assert len(err.splitlines()) == 1 and err.startswith("gate-reader authority: error: "), err
+    assert match in err, err
+    return err
+
+
+class Centre:
+    """An issuer and a repository publishing its certificate."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.repo = root / "repo"
+        self.key, self.cert = root / "keys" / "issuer.key", root / "keys" / "issuer.pem"
+        Issuer.generate("ES256").save(self.key, self.cert)
+        self.issuer_args = ["--issuer-key", self.key, "--issuer-cert", self.cert]
+        ok("publish", "--repo", self.repo, "--init", "--trust", self.cert)
+
+    def status_file(self, name: str, *extra: object, uri: str = URI, size: int = 64) -> Path:
+        """A list signed into a new folder (the target is status/<file name>)."""
+        path = self.root / f"f{len(list(self.root.glob('f*')))}" / name
+        path.parent.mkdir()
+        ok("status-list", *self.issuer_args, "--uri", uri, "--size", size, *extra, "--out", path)
+        return path
+
+    def revoke(self, *extra: object) -> str:
+        return ok("revoke", "--repo", self.repo, *self.issuer_args, "--list", "s1", *extra)
+
+    def published(self, name: str = "s1") -> StatusList:
+        contents = Repository.open(self.repo).published_contents()
+        return verify_status_token(contents[f"status/{name}.cwt"], TrustStore.from_pem_files([self.cert]))
+
+    def versions(self) -> dict[str, str]:
+        return Repository.open(self.repo).targets()
+
+
+def values(lst: StatusList) -> dict[int, int]:
+    return {i: lst.value(i) for i in range(lst.entries) if lst.value(i)}  # type: ignore[misc]
+
+
+@pytest.fixture
+def centre(tmp_path: Path) -> Centre:
+    return Centre(tmp_path)
+
+
+def test_revoke_never_loses_a_published_revocation(centre: Centre) -> None:
+    # A list published from a file, with other bits than revoke's default and a ttl.
+    first = centre.status_file("s1.cwt", "--bits", 4, "--revoked", "1,5", "--suspended", 7, "--ttl", 600)
+    ok("publish", "--repo", centre.repo, "--status", first)
+    before = centre.published()
+    assert (before.bits, values(before)) == (4, {1: 1, 5: 1, 7: 2})
+
+    out = centre.revoke("--idx", 9)
+    after = centre.published()
+    assert values(after) == {1: 1, 5: 1, 7: 2, 9: 1}
+    assert (after.uri, after.bits, after.ttl, after.entries) == (URI, 4, 600, 64)
+    assert after.iat > before.iat and after.exp is not None and after.exp >= after.iat + 7 * 86_400
+    assert "3 revoked, 1 suspended" in out
+
+    centre.revoke("--idx", 11, "--suspend")
+    assert values(centre.published()) == {1: 1, 5: 1, 7: 2, 9: 1, 11: 2}
+    centre.revoke("--idx", 7, "--restore")
+    assert values(centre.published()) == {1: 1, 5: 1, 9: 1, 11: 2}
+
+    # A revocation is final: restoring or suspending it is refused, and nothing is published.
+    held = centre.versions()
+    for change in ("--restore", "--suspend"):
+        refused("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", "3-5", change,
+                match="entry 5 of https://pki.example/status/s1 is revoked")
+    # Options that disagree with the published list are refused, not applied or ignored.
+    for option, value in (("--bits", 2), ("--uri", "https://other.example/s"), ("--size", 1000)):
+        refused("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", 2, option, value,
+                match="disagrees with " + option)
+    assert centre.versions() == held
+    assert values(centre.published()) == {1: 1, 5: 1, 9: 1, 11: 2}
+
+    # An operator's mistake can be undone, by name.
+    centre.revoke("--idx", 5, "--restore", "--unrevoke")
+    assert values(centre.published()) == {1: 1, 9: 1, 11: 2}
+    record = json.loads((centre.repo / "lists" / "s1.json").read_text())
+    assert (record["uri"], record["bits"], record["values"]) == (URI, 4, {"1": 1, "9": 1, "11": 2})
+
+
+def test_revoke_creates_a_list_with_the_shared_defaults(centre: Centre) -> None:
+    refused("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", 1,
+            match="not published yet: give --uri and --size")
+    centre.revoke("--uri", URI, "--size", 100, "--idx", 3, "--suspend")
+    lst = centre.published()
+    assert (lst.bits, values(lst), lst.entries) == (2, {3: 2}, 100)
+    assert lst.exp == lst.iat + 7 * 86_400
+
+
+def test_publishing_a_list_never_loses_a_published_revocation(centre: Centre) -> None:
+    """publish --status replaces a published list only with one gates take as its successor."""
+    centre.revoke("--uri", URI, "--size", 64, "--idx", "4,6")
+    held, lst = centre.versions(), centre.published()
+    later = int(lst.iat) + 10
+    cases = [
+        (centre.status_file("s1.cwt", "--revoked", 4, "--iat", later), "not revoked in the new one (6)"),
+        (centre.status_file("s1.cwt", "--revoked", "4,6", "--iat", int(lst.iat)), "is not after the published"),
+        (centre.status_file("other.cwt", "--revoked", 1), "both claim uri"),
+        (centre.status_file("s1.cwt", "--revoked", "4,6", "--iat", later, uri="https://x.example/s"),
+         "published for uri"),
+        (centre.status_file("s1.cwt", "--revoked", "4,6", "--iat", int(time.time()) + 3600),
+         "ahead of the clock"),
+    ]
+    stranger = centre.root / "stranger"
+    Issuer.generate("EdDSA").save(stranger / "k.key", stranger / "k.pem")
+    ok("status-list", "--issuer-key", stranger / "k.key", "--issuer-cert", stranger / "k.pem", "--uri", URI,
+       "--size", 64, "--revoked", "4,6", "--iat", later, "--out", stranger / "s1.cwt")
+    cases.append((stranger / "s1.cwt", "is not trusted"))
+    for path, match in cases:
+        refused("publish", "--repo", centre.repo, "--status", path, match=match)
+    # A trust bundle that no longer holds the list's issuer would fail every gate's sync.
+    refused("publish", "--repo", centre.repo, "--trust", stranger / "k.pem", match="is not trusted")
+    assert centre.versions() == held
+
+    # A successor that keeps the revocations (and suspends one more) is published.
+    good = centre.status_file("s1.cwt", "--revoked", "4,6", "--suspended", 9, "--iat", later)
+    ok("publish", "--repo", centre.repo, "--status", good)
+    assert values(centre.published()) == {4: 1, 6: 1, 9: 2}
+
+
+def test_revoke_refuses_a_recorded_revocation_the_published_list_lost(centre: Centre) -> None:
+    """A repository from before this check: lists/s1.json (revoke's record) holds entry 3,
+    then a file without it was published over the list. The next revoke says so."""
+    centre.revoke("--uri", URI, "--size", 64, "--idx", 8)
+    record = centre.repo / "lists" / "s1.json"
+    state = json.loads(record.read_text())
+    state["values"]["3"] = 1
+    record.write_text(json.dumps(state))
+    held = centre.versions()
+    refused("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", 10,
+            match="records revoked entries that status/s1.cwt as published does not revoke (3)")
+    assert centre.versions() == held
+    centre.revoke("--idx", "3,10")  # revoking it again is the remedy the message gives
+    assert values(centre.published()) == {3: 1, 8: 1, 10: 1}
+
+
+def test_concurrent_revocations_are_all_kept(centre: Centre) -> None:
+    """Each revoke reads the published list and publishes a changed one under the repository
+    lock: revocations run at the same moment must not overwrite each other."""
+    centre.revoke("--uri", URI, "--size", 64, "--idx", 0)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "reader", "authority", "revoke", "--repo", str(centre.repo),
+               *map(str, centre.issuer_args), "--list", "s1", "--idx"]
+    procs = [subprocess.Popen([*command, str(idx)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for idx in range(1, 5)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert values(centre.published()) == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
