@@ -223,3 +223,28 @@ def test_writes_leave_no_temp_files_and_types_are_right(repo: Repository) -> Non
     assert isinstance(md["timestamp"].signed, Timestamp)
     # timestamp and snapshot pin length and hash of what they point to
     assert md["timestamp"].signed.snapshot_meta.hashes and md["snapshot"].signed.meta["targets.json"].length
+
+
+def test_publish_renews_root_before_it_expires(repo: Repository, server: TufServer, tmp_path: Path) -> None:
+    """Root is signed again (same keys, next version) once half its lifetime is gone, so a
+    centre that keeps publishing never lets any role expire; a gate pinned to root v1 walks
+    to v2 and accepts the rest."""
+    v1 = (repo.metadata_dir / "root.json").read_bytes()
+    assert repo.publish(now=datetime.now(UTC) + timedelta(days=100))["root"] == 1  # 265 of 365 days left
+    later = datetime.now(UTC) + timedelta(days=200)
+    assert repo.publish(now=later)["root"] == 2
+    assert (repo.metadata_dir / "2.root.json").read_bytes() == (repo.metadata_dir / "root.json").read_bytes()
+    assert _root(repo).expires == later.replace(microsecond=0) + timedelta(days=DEFAULT_EXPIRY_DAYS["root"])
+    (repo.metadata_dir / "root.json").write_bytes(v1)  # what a gate installed before pins
+    updater = _fresh_client(repo, server, tmp_path)
+    assert updater._trusted_set.root.version == 2
+
+
+def test_published_contents_are_checked_against_the_targets_metadata(repo: Repository) -> None:
+    repo.put_target("status/main.cwt", b"list")
+    repo.publish()
+    assert repo.published_contents() == {"status/main.cwt": b"list"}
+    digest = repo.targets()["status/main.cwt"]
+    (repo.targets_dir / "status" / f"{digest}.main.cwt").write_bytes(b"lisT")
+    with pytest.raises(ValueError, match="does not match its entry in targets metadata"):
+        repo.published_contents()
