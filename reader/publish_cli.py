@@ -217,7 +217,7 @@ def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
             continue
         old_path, old = held[lst.uri]
         if lst.iat <= old.iat:
-            raise AuthorityError(f"{path}: iat {lst.iat:g} is not after the published {old.iat:g} of {old_path}: "
+            raise AuthorityError(f"{path}: iat {_n(lst.iat)} is not after the published {_n(old.iat)} of {old_path}: "
                                  f"gates keep the list they hold (and refuse a sync with an older one)")
         allowed = set((unrevoked or {}).get(lst.uri, ()))
         lost = [i for i in revoked_indexes(old.data, old.bits) if lst.value(i) != 1 and i not in allowed]
@@ -228,8 +228,8 @@ def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
                                  f"mistaken one with 'revoke --restore --unrevoke')")
     if new.legacy is not None and before.legacy is not None and after[LEGACY_TARGET] != before.contents.get(
             LEGACY_TARGET) and new.legacy.iat <= before.legacy.iat:
-        raise AuthorityError(f"{LEGACY_TARGET}: iat {new.legacy.iat:g} is not after the published "
-                             f"{before.legacy.iat:g}: gates keep the list they hold")
+        raise AuthorityError(f"{LEGACY_TARGET}: iat {_n(new.legacy.iat)} is not after the published "
+                             f"{_n(before.legacy.iat)}: gates keep the list they hold")
     return new
 
 
@@ -257,7 +257,7 @@ def _next_iat(published: float | None, now: float, what: str) -> int:
         return now_s
     if published > now_s + CLOCK_TOLERANCE_S:
         raise AuthorityError(
-            f"{what} as published has iat {published:g}, {published - now_s:g} s after this machine's clock "
+            f"{what} as published has iat {_n(published)}, {_n(published - now_s)} s after this machine's clock "
             f"({now_s}): a list signed now would go back in iat and gates would refuse it; set the clock right "
             "and run again")
     return max(now_s, math.floor(published) + 1)
@@ -270,6 +270,11 @@ def _renewed_exp(published: float | None, iat: int, days: int, new_list: bool = 
         return None
     renewed = iat + days * a.DAY_S
     return renewed if published is None else max(published, renewed)
+
+
+def _n(value: float) -> str:
+    """An epoch time or a span in full (``:g`` would print 1800000000 as 1.8e+09)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _print_versions(versions: Mapping[str, int]) -> None:
@@ -425,7 +430,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
             exp = _renewed_exp(lst.exp, iat, days)
             after[path] = sign_status_list(issuer, uri=lst.uri, bits=lst.bits, data=lst.data, iat=iat, exp=exp,
                                            ttl=lst.ttl)
-            lines.append(f"{path}: iat {iat}, exp {'none' if exp is None else f'{exp:g}'}, {lst.uri}"
+            lines.append(f"{path}: iat {iat}, exp {'none' if exp is None else _n(exp)}, {lst.uri}"
                          + _kid_change(lst.kid, issuer))
         if before.legacy is not None:
             legacy = before.legacy
@@ -433,7 +438,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
             exp = _renewed_exp(legacy.exp, iat, days)
             cards = {key: (card.sub, card.exp) for key, card in legacy.cards.items()}
             after[LEGACY_TARGET] = sign_legacy_cards(issuer, entries=cards, iat=iat, exp=exp)
-            lines.append(f"{LEGACY_TARGET}: iat {iat}, exp {exp:g}, {len(cards)} cards"
+            lines.append(f"{LEGACY_TARGET}: iat {iat}, exp {_n(exp)}, {len(cards)} cards"
                          + _kid_change(legacy.kid, issuer))
         _check_change(before, after, now)
         for path, data in after.items():

@@ -166,7 +166,8 @@ def test_refresh_refuses_a_clock_behind_the_published_iat(site: Site, monkeypatc
     timestamp = (site.repo / "public" / "metadata" / "timestamp.json").read_bytes()
     code, out, err = site.refresh()
     assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
-    assert "status/b.cwt as published has iat" in err and "after this machine's clock" in err
+    published = int(verify_status_token(contents["status/b.cwt"], TrustStore.from_pem_files([site.cert])).iat)
+    assert f"status/b.cwt as published has iat {published}, " in err and "after this machine's clock" in err
     assert site.contents() == contents
     assert (site.repo / "public" / "metadata" / "timestamp.json").read_bytes() == timestamp
 
@@ -262,3 +263,9 @@ def test_refresh_of_an_empty_repository_renews_the_metadata(tmp_path: Path) -> N
     assert "lists: none published" in out and "expires: timestamp" in out
     after = Repository.open(tmp_path / "repo").expiries()
     assert after["timestamp"] >= first["timestamp"] and after["snapshot"] >= first["snapshot"]
+
+
+@pytest.mark.parametrize("action", ["publish", "revoke", "refresh"])
+def test_the_centre_commands_have_help_with_an_example(action: str) -> None:
+    code, out, _err = run("authority", action, "--help")
+    assert code == 0 and "example:" in out and f"gate-reader authority {action} " in out
