@@ -40,7 +40,11 @@ from reader.gatepass.legacy import LegacyList, verify_legacy_token
 from reader.gatepass.statuslist import MAX_LIST_BYTES, StatusList, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
-STATE_DIR = "lists"  # inside the repository folder; not served (only metadata/ and targets/ are)
+# Before revoke read lists back from the repository it kept each list's entries in
+# REPO/lists/NAME.json; such a record is checked once against the published list and then
+# moved aside (the published lists, every version kept under targets/, are the record now).
+STATE_DIR = "lists"
+MAX_RECORD_BYTES = 256 << 20  # a record of millions of entries; refuse to slurp anything bigger
 TRUST_TARGET = "trust/issuers.pem"
 LEGACY_TARGET = "legacy/cards.cwt"
 _VALUES = {"revoke": 1, "suspend": 2, "restore": 0}
@@ -92,8 +96,8 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
         "metadata: the gates deny the credential after their next sync. The first use of a NAME creates the "
         "list and needs --uri and --size; for a published list --uri, --size and --bits may be left out, "
         "and are refused if they disagree with it. A revoked entry stays revoked: suspending or restoring it "
-        "needs --unrevoke. REPO/lists/NAME.json records the entries after each change (a revocation it "
-        "records that the published list lacks is refused until revoked again).",
+        "needs --unrevoke. A REPO/lists/NAME.json left by an older version is checked once (a revocation "
+        "it records that the published list lacks is refused until revoked again) and moved aside.",
         "gate-reader authority revoke --repo repo --issuer-key keys/issuer.key --issuer-cert keys/issuer.pem "
         "--list s1 --idx 42",
     )
@@ -350,13 +354,12 @@ def _new_or_published(published: StatusList | None, args: argparse.Namespace) ->
 
 
 def _recorded_revocations(state_path: Path, uri: str) -> set[int]:
-    """The revoked entries REPO/lists/NAME.json records (kept by revoke since before lists
-    were read back from the repository): evidence of revocations a list published over it
-    may have dropped."""
+    """The revoked entries an older version's REPO/lists/NAME.json records: evidence of
+    revocations that a list published over it (with that version) may have dropped."""
     if not state_path.exists():
         return set()
     try:
-        state = json.loads(a.read_bytes(str(state_path), "state file"))
+        state = json.loads(a.read_bytes(str(state_path), "list record", MAX_RECORD_BYTES))
         recorded_uri, values = state["uri"], state["values"]
         revoked = {int(k) for k, v in values.items() if v == 1}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -404,10 +407,11 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         new = _check_change(before, {**before.contents, path: token}, now, {uri: undone})
         repo.put_target(path, token)
         versions = repo.publish(now=_utc(now))
-        values = {str(i): v for i, v in status_entries(new.lists[path].data, bits)}
-        record = {"uri": uri, "size": len(data) * 8 // bits, "bits": bits, "iat": iat, "values": values}
-        a.write_atomic(state_path, json.dumps(record, indent=1).encode())
-    counts = [sum(1 for v in record["values"].values() if v == n) for n in (1, 2)]
+        if state_path.exists():  # its revocations are all published now: the record has served
+            state_path.replace(state_path.with_name(state_path.name + ".checked"))
+            a.note(f"note: {state_path} was checked against the published list and moved to "
+                   f"{state_path.name}.checked")
+    counts = [sum(1 for _i, v in status_entries(new.lists[path].data, bits) if v == n) for n in (1, 2)]
     print(f"{args.change}: {len(indexes)} entr{'y' if len(indexes) == 1 else 'ies'} of {uri}")
     print(f"list: {path} iat {iat}, {counts[0]} revoked, {counts[1]} suspended")
     _print_versions(versions)

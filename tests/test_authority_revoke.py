@@ -126,8 +126,7 @@ def test_revoke_never_loses_a_published_revocation(centre: Centre) -> None:
     # An operator's mistake can be undone, by name.
     centre.revoke("--idx", 5, "--restore", "--unrevoke")
     assert values(centre.published()) == {1: 1, 9: 1, 11: 2}
-    record = json.loads((centre.repo / "lists" / "s1.json").read_text())
-    assert (record["uri"], record["bits"], record["values"]) == (URI, 4, {"1": 1, "9": 1, "11": 2})
+    assert not (centre.repo / "lists").exists()  # the published list is the one record
 
 
 def test_revoke_creates_a_list_with_the_shared_defaults(centre: Centre) -> None:
@@ -171,19 +170,21 @@ def test_publishing_a_list_never_loses_a_published_revocation(centre: Centre) ->
 
 
 def test_revoke_refuses_a_recorded_revocation_the_published_list_lost(centre: Centre) -> None:
-    """A repository from before this check: lists/s1.json (revoke's record) holds entry 3,
-    then a file without it was published over the list. The next revoke says so."""
+    """A repository from before this check: the older revoke's record lists/s1.json holds
+    entry 3, and a file without it was published over the list. The next revoke says so."""
     centre.revoke("--uri", URI, "--size", 64, "--idx", 8)
     record = centre.repo / "lists" / "s1.json"
-    state = json.loads(record.read_text())
-    state["values"]["3"] = 1
-    record.write_text(json.dumps(state))
+    record.parent.mkdir()
+    record.write_text(json.dumps({"uri": URI, "size": 64, "bits": 2, "iat": 0, "values": {"3": 1, "8": 1, "9": 2}}))
     held = centre.versions()
     refused("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", 10,
             match="records revoked entries that status/s1.cwt as published does not revoke (3)")
-    assert centre.versions() == held
-    centre.revoke("--idx", "3,10")  # revoking it again is the remedy the message gives
+    assert centre.versions() == held and record.exists()
+    code, _out, err = run("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", "3,10")
+    assert code == 0 and "moved to s1.json.checked" in err, err  # revoking it again is the remedy given
     assert values(centre.published()) == {3: 1, 8: 1, 10: 1}
+    assert not record.exists() and (record.parent / "s1.json.checked").exists()
+    centre.revoke("--idx", 11)
 
 
 def test_concurrent_revocations_are_all_kept(centre: Centre) -> None:
