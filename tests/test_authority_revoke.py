@@ -200,3 +200,18 @@ def test_concurrent_revocations_are_all_kept(centre: Centre) -> None:
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert values(centre.published()) == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
+
+
+def test_publishing_a_legacy_list_gates_would_keep_out_is_refused(centre: Centre) -> None:
+    """The legacy card list follows the same rule as status lists: never back in iat."""
+    def cards(name: str, iat: int) -> Path:
+        path = centre.root / name / "cards.cwt"
+        ok("legacy-list", *centre.issuer_args, "--card", "04A1B2=E1", "--iat", iat, "--exp", iat + 86_400,
+           "--out", path)
+        return path
+
+    now = int(time.time())
+    ok("publish", "--repo", centre.repo, "--legacy", cards("new", now))
+    held = centre.versions()
+    refused("publish", "--repo", centre.repo, "--legacy", cards("old", now - 60), match="is not after the published")
+    assert centre.versions() == held
