@@ -138,7 +138,8 @@ def run_events_command(args: argparse.Namespace) -> int:
             "credential_hash": record.credential_hash, "detail": record.detail, "chain_ok": chain_ok,
         }
         if args.json:
-            print(json.dumps(fields))
+            # default=: an edited row can hold a BLOB where text belongs; show it, do not crash.
+            print(json.dumps(fields, default=lambda value: repr(value)[:200]))
         else:
             print(" ".join("-" if value is None else str(value) for key, value in fields.items() if key != "detail")
                   + (f"  ({record.detail})" if record.detail else ""))

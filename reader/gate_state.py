@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from offline_cache.errors import StoreError
 from offline_cache.journal import Journal
 from offline_cache.store import Store
+from offline_cache.times import show_time
 from reader.clock import gate_clock
 from reader.config import Config
 from reader.errors import TrustStoreError
@@ -105,9 +105,11 @@ def reload_if_changed(store: Store, state: GateState, fallback_trust: Path | Non
     return load_state(store, fallback_trust)
 
 
-def iso_time(t: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with a Z, as technicians read them."""
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def iso_time(t: Any) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with a Z, as technicians read them; None for None.
+    Never raises: a value no date can show (a list's exp in the year 10000, an edited
+    journal row) is shown as itself with the reason (offline_cache.times)."""
+    return None if t is None else show_time(t)
 
 
 def status_report(config: Config, store: Store, now: float | None = None) -> dict[str, Any]:
