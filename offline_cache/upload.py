@@ -283,12 +283,12 @@ class Uploader:
         if urlsplit(url).scheme == "http":
             return urllib3.PoolManager(maxsize=1, retries=False)
         if not ca_file:
-            raise UploadError("upload.ca_file: required for https (the collector's CA is pinned, not the system store)")
+            raise UploadError("upload.ca: required for https (the collector's CA is pinned, not the system store)")
         # Load them once here so a wrong path fails at start, not as a TLS error every run.
         try:
             context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise UploadError(f"upload.ca_file {ca_file}: cannot load CA certificates: {exc}") from None
+            raise UploadError(f"upload.ca: {ca_file}: cannot load CA certificates: {exc}") from None
         cert_file = key_file = None
         if client_cert is not None:
             cert_file, key_file = client_cert

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_cache.errors import CacheError
 from reader.config import Config, load_config
 from reader.errors import ConfigError, GateReaderError
+
+if TYPE_CHECKING:
+    from offline_cache.store import Store
 
 _CONFIG_HELP = "the gate's TOML configuration (see config/gate-reader.example.toml)"
 
@@ -73,11 +76,19 @@ def _fail(command: str, message: str, code: int = 2) -> int:
     return code
 
 
+def _warn(command: str, message: str) -> None:
+    print(f"gate-reader {command}: warning: {message}", file=sys.stderr)
+
+
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
 def run_sync_command(args: argparse.Namespace) -> int:
+    """Exit status: the sync's alone (0 done, 1 the repository failed, 2 configuration).
+    The upload that follows reports its failure as a warning and in ``status``: a sync
+    unit shown failed while the lists are current would send someone after the wrong
+    thing (issue 8, item 14)."""
     from reader.sync_job import run_sync
 
     try:
@@ -88,17 +99,36 @@ def run_sync_command(args: argparse.Namespace) -> int:
     if not report.ok:
         return _fail("sync", report.error or "failed", 1)
     print(f"sync ok in {report.seconds:.2f} s: downloaded {', '.join(report.downloaded) or 'nothing'}; "
-          f"stored {', '.join(report.written) or 'nothing new'}")
+          f"stored {', '.join(report.written) or 'nothing new'}"
+          + (f"; ignored {len(report.ignored)}" if report.ignored else ""))
+    for target, why in report.ignored:
+        _warn("sync", f"ignored {target} (as if absent): {why}")
     if config.upload is not None and not args.no_upload:
-        return run_upload_command(args, config)
+        message = _upload(config)
+        if message is not None:
+            _warn("sync", f"upload failed: {message}")
     return 0
 
 
-def run_upload_command(args: argparse.Namespace, config: Config | None = None) -> int:
+def _upload(config: Config) -> str | None:
+    """Run the upload; None when it went through, else its one-line failure."""
     from reader.upload_job import run_upload
 
     try:
-        result = run_upload(config or _config(args))
+        result = run_upload(config)
+    except (ConfigError, CacheError, GateReaderError) as exc:
+        return str(exc)
+    if result.error:
+        return f"{result.error} ({result.sent} sent before it)"
+    print(f"upload ok: {result.sent} records in {result.batches} batches")
+    return None
+
+
+def run_upload_command(args: argparse.Namespace) -> int:
+    from reader.upload_job import run_upload
+
+    try:
+        result = run_upload(_config(args))
     except (ConfigError, CacheError, GateReaderError) as exc:
         return _fail("upload", str(exc))
     if result.error:
@@ -108,11 +138,12 @@ def run_upload_command(args: argparse.Namespace, config: Config | None = None) -
 
 
 def run_gate_key_command(args: argparse.Namespace) -> int:
-    from offline_cache.gatekey import load_or_create_gate_key, public_key_pem
+    from offline_cache.gatekey import public_key_pem
+    from reader.upload_job import gate_key
 
     try:
         config = _config(args)
-        key = load_or_create_gate_key(config.gate.key)
+        key = gate_key(config)
     except (ConfigError, CacheError) as exc:
         return _fail("gate-key", str(exc))
     print(f"gate {config.gate.id}: key {config.gate.key}")
@@ -122,12 +153,11 @@ def run_gate_key_command(args: argparse.Namespace) -> int:
 
 def run_events_command(args: argparse.Namespace) -> int:
     from offline_cache.journal import Journal
-    from offline_cache.store import Store
     from reader.gate_state import iso_time
 
     try:
         config = _config(args)
-        with Store.open(config.cache.path) as store:
+        with _read_cache(config) as store:
             rows = Journal(store).records(since=args.since)
     except (ConfigError, CacheError) as exc:
         return _fail("events", str(exc))
@@ -146,19 +176,29 @@ def run_events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status_command(args: argparse.Namespace) -> int:
+def _read_cache(config: Config) -> Store:
+    """The cache read-only (a diagnostic never changes it). Without a usable database
+    there is nothing to show, start_empty or not: the error names the file."""
     from offline_cache.store import Store
+
+    return Store.open(config.cache.path, readonly=True)
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    """Exit status: 0 when nothing needs attention, 1 when ``problems`` lists anything (so
+    monitoring sees a failing gate), 2 when the config or the cache cannot be read."""
     from reader.gate_state import status_report
 
     try:
         config = _config(args)
-        with Store.open(config.cache.path) as store:
+        with _read_cache(config) as store:
             report = status_report(config, store)
     except (ConfigError, CacheError) as exc:
         return _fail("status", str(exc))
+    code = 1 if report["problems"] else 0
     if args.json:
         print(json.dumps(report))
-        return 0
+        return code
     print(f"gate {report['gate']}  cache {report['cache']}")
     print(f"clock: {'trusted' if report['clock_trusted'] else 'UNTRUSTED'} (time floor {report['time_floor']})")
     sync = report["sync"]
@@ -174,6 +214,10 @@ def run_status_command(args: argparse.Namespace) -> int:
         print(f"trust: kid {anchor['kid']} {anchor['subject'] or ''}".rstrip())
     journal = report["journal"]
     print("journal: " + ", ".join(f"{key} {value}" for key, value in journal.items()))
+    upload = report["upload"]
+    if upload["configured"]:
+        print(f"last upload: attempt {upload['last_attempt']}, success {upload['last_success']}"
+              + (f", oldest unsent {upload['oldest_unsent']}" if upload["oldest_unsent"] else ""))
     for problem in report["problems"]:
         print(f"problem: {problem}")
-    return 0
+    return code

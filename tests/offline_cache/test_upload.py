@@ -375,7 +375,7 @@ def test_configuration_mistakes_raise(pki: Pki, gate_key: Ed25519PrivateKey, tmp
     garbage.write_text("not a certificate\n")
     base: dict[str, Any] = {"url": "https://127.0.0.1:9/e", "gate_id": GATE, "gate_key": gate_key, "heartbeat": dict}
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"ca_file": None}, "ca_file: required"),
+        ({"ca_file": None}, "upload.ca: required"),
         ({"ca_file": str(tmp_path / "missing.pem")}, "missing.pem: cannot load"),
         ({"ca_file": str(garbage)}, "garbage.pem: cannot load"),
         ({"ca_file": pki.ca_file, "client_cert": (pki.client_cert, str(tmp_path / "nokey"))}, "client certificate"),
