@@ -180,8 +180,9 @@ def _read_cache(config: Config) -> Store:
     """The cache read-only (a diagnostic never changes it). Without a usable database
     there is nothing to show, start_empty or not: the error names the file."""
     from offline_cache.store import Store
+    from reader.gate_state import cache_file
 
-    return Store.open(config.cache.path, readonly=True)
+    return Store.open(cache_file(config), readonly=True)
 
 
 def run_status_command(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ def open_cache(config: Config, *, create: bool = False) -> Store:
     is made, and credentials that need a list are status_unknown until a sync. A database
     that is locked, of a newer schema or someone else's is never moved (see CacheUnusable).
     A cache directory that cannot be made or written is a configuration error."""
-    path = Path(config.cache.path)
+    path = cache_file(config)
     _check_cache_directory(path)
     try:
         return Store.open(path, create=create)
@@ -77,6 +77,14 @@ def open_cache(config: Config, *, create: bool = False) -> Store:
                     companion.rename(aside.with_name(aside.name + suffix))
             log.warning("%s; moved it to %s and started an empty cache, as [cache] start_empty says", exc, aside)
         return Store.open(path, create=True)
+
+
+def cache_file(config: Config) -> Path:
+    """``[cache] path``; a directory there is a configuration error naming the key."""
+    path = Path(config.cache.path)
+    if path.is_dir():
+        raise ConfigError(f"cache.path: {path} is a directory, not the database file")
+    return path
 
 
 def _check_cache_directory(path: Path) -> None:
@@ -94,7 +102,7 @@ def read_cache(config: Config) -> Store | None:
     changes. None when it is missing or unusable and the config says to start empty (the
     caller then works without it, and leaves the file to the job that owns it)."""
     try:
-        return Store.open(config.cache.path, readonly=True)
+        return Store.open(cache_file(config), readonly=True)
     except CacheUnusable as exc:
         if not config.cache.start_empty:
             raise

@@ -24,7 +24,7 @@ from offline_cache.upload import Uploader, UploadResult
 from reader.config import Config
 from reader.errors import ConfigError
 from reader.files import read_limited
-from reader.gate_state import status_report
+from reader.gate_state import cache_file, status_report
 
 MAX_TOKEN_BYTES = 64 << 10  # a bearer token is a line; a JWT a few KB
 MAX_PEM_BYTES = 1 << 20
@@ -108,7 +108,7 @@ def run_upload(config: Config, *, now: float | None = None) -> UploadResult:
         raise ConfigError("upload: the config has no [upload] table")
     upload = config.upload
     stamp = time.time() if now is None else now
-    with Store.open(config.cache.path) as store:
+    with Store.open(cache_file(config)) as store:
         journal = Journal(store)
         try:
             uploader = _uploader(config, store, journal, stamp)
