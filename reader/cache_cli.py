@@ -23,9 +23,11 @@ def add_parser(commands: Any) -> None:
         "sync", help="fetch signed revocation lists through TUF into the offline cache",
         description="One sync: refresh the TUF metadata from [sync] metadata_url (root pinned at install), "
         "download the targets that changed, verify every issuer certificate and list as GatePass says "
-        "(signature, typ, iat never going back) and store them in one transaction. Then, if [upload] is "
-        "configured, upload the event journal. Exit 0 on success; on failure exit 1 with one line naming "
-        "the failed check, the cache keeping its previous data.",
+        "(signature, typ, iat never going back) and store those that pass in one transaction; a list that "
+        "fails is ignored as if absent and named in a warning (and in 'status'). Then, if [upload] is "
+        "configured, upload the event journal (its failure is a warning, not the sync's exit status). Exit 0 "
+        "on success; when the repository itself fails, exit 1 with one line naming the failed check, the "
+        "cache keeping its previous data; 2 for a configuration error.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
     p.add_argument("--no-upload", action="store_true", help="skip the journal upload after the sync")
@@ -63,8 +65,10 @@ def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "status", help="what the gate's cache holds and how fresh it is",
         description="Show the status lists (uri, iat, entries, staleness), the legacy list, the trust anchors, "
-        "the time floor and whether the clock is trusted, the last sync and its error, and the journal "
-        "counts (total, unsent, gaps).",
+        "the time floor and whether the clock is trusted, the last sync, its error and the targets it "
+        "ignored, the last upload, and the journal counts (total, unsent, gaps); then the problems: a failing "
+        "sync, stale or ignored lists, an upload backlog or a failing upload, an untrusted clock. Reads the "
+        "cache without changing it. Exit 0 with no problem, 1 with any, 2 for a configuration or cache error.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -28,13 +28,14 @@ def _drop() -> None:
     os.setuid(NOBODY)
 
 
-def gate_reader(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m reader ARGV`` from the repository, unprivileged; stdout and stderr kept."""
+def gate_reader(*argv: str, env: dict[str, str] | None = None, drop: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m reader ARGV`` from the repository, unprivileged unless ``drop`` is
+    False; stdout and stderr kept (the real ones: logging included, as journald gets it)."""
     child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
                  "LANG": "C.UTF-8", **(env or {})}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "reader", *argv], cwd=REPO, env=child_env, capture_output=True, text=True,
-        timeout=120, preexec_fn=_drop if os.geteuid() == 0 else None,
+        timeout=120, preexec_fn=_drop if drop and os.geteuid() == 0 else None,
     )  # fmt: skip
 
 
