@@ -102,7 +102,8 @@ class _DeadlineFetcher(Urllib3Fetcher):
         self._timeout_s = timeout_s
         self._total_s = total_timeout_s
         self._deadline = time.monotonic() + total_timeout_s
-        self._watchdog = Watchdog(total_timeout_s)
+        self._watchdog = Watchdog()
+        self._watchdog.arm(total_timeout_s)
         self._pools = watched_pool_classes(self._watchdog)
         self.urls: list[str] = []  # every URL requested, in order (the last one names a failure)
 

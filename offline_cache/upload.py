@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from offline_cache.errors import UploadError
 from offline_cache.gatekey import public_key_raw
 from offline_cache.times import describe_time, format_time, usable_time
+from offline_cache.watchdog import Watchdog, watched_pool_classes
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ class Uploader:
         client_cert: tuple[str, str] | None = None,
         batch: int = 500,
         timeout_s: float = 10.0,
+        total_timeout_s: float = 60.0,
         heartbeat: Callable[[], dict[str, Any]],
         epoch: str | None = None,
         allow_insecure_loopback: bool = False,
@@ -260,6 +262,8 @@ class Uploader:
             raise UploadError(f"upload.batch {batch}: must be between 1 and 100000")
         if not 0 < timeout_s <= 600:
             raise UploadError(f"upload.timeout_s {timeout_s}: must be above 0 and at most 600")
+        if not 0 < total_timeout_s <= 3600:
+            raise UploadError(f"upload.total_timeout_s {total_timeout_s}: must be above 0 and at most 3600")
         if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):  # no header injection, no spaces
             raise UploadError("upload token: must be non-empty printable ASCII without spaces")
         self._journal = journal
@@ -276,7 +280,13 @@ class Uploader:
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         self._timeout_s = timeout_s
+        self._total_s = total_timeout_s
         self._pool = self._make_pool(url, ca_file, client_cert)
+        # The socket timeout bounds each wait for bytes; a collector trickling its answer
+        # would reset it forever and hold the sync unit that runs the upload. The watchdog
+        # ends a request that is not done within total_timeout_s (offline_cache/watchdog.py).
+        self._watchdog = Watchdog()
+        self._pool.pool_classes_by_scheme = watched_pool_classes(self._watchdog)
 
     @staticmethod
     def _make_pool(url: str, ca_file: str | None, client_cert: tuple[str, str] | None) -> urllib3.PoolManager:
@@ -307,6 +317,7 @@ class Uploader:
     def close(self) -> None:
         """Drop pooled connections; idempotent."""
         self._pool.clear()
+        self._watchdog.close()
 
     def __enter__(self) -> Uploader:
         return self
@@ -376,7 +387,18 @@ class Uploader:
             return {"heartbeat_error": type(exc).__name__}
 
     def _post(self, body: bytes) -> str | None:
-        """None on a 2xx, else the one line that says what went wrong."""
+        """None on a 2xx, else the one line that says what went wrong; the whole request,
+        the answer's head included, within total_timeout_s."""
+        self._watchdog.arm(self._total_s)
+        try:
+            error = self._request(body)
+        finally:
+            self._watchdog.disarm()
+        if error is not None and self._watchdog.expired:
+            return f"collector {self._where} did not complete the request within {self._total_s:g} s"
+        return error
+
+    def _request(self, body: bytes) -> str | None:
         try:
             response = self._pool.request(
                 "POST", self._url, body=body, headers=self._headers,

@@ -64,6 +64,7 @@ class UploadConfig:
     max_unsent: int = 1_000_000
     retention_days: float = 30.0
     timeout_s: float = 10.0
+    total_timeout_s: float = 60.0  # one batch's whole request, the collector's answer included
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ def _upload(table: _Table) -> UploadConfig:
         max_unsent=table.number("max_unsent", 1_000_000, integer=True),
         retention_days=table.number("retention_days", 30.0),
         timeout_s=table.number("timeout_s", 10.0),
+        total_timeout_s=table.number("total_timeout_s", 60.0),
     )
     if (config.client_cert is None) != (config.client_key is None):
         raise ConfigError("upload.client_cert: client_cert and client_key go together")

@@ -92,6 +92,7 @@ def _uploader(config: Config, store: Store, journal: Journal, stamp: float) -> U
             client_cert=(str(upload.client_cert), str(upload.client_key)) if upload.client_cert else None,
             batch=upload.batch,
             timeout_s=upload.timeout_s,
+            total_timeout_s=upload.total_timeout_s,
             heartbeat=lambda: heartbeat(config, store, stamp),
             allow_insecure_loopback=True,
         )
