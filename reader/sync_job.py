@@ -8,13 +8,15 @@ and no list's iat goes back.
 
 Two kinds of failure, kept apart (issue 8, item 2):
 
-* the repository itself fails (TUF metadata, the network, the issuer certificates): the
-  whole sync fails with one line naming the check, and the store keeps what it had;
+* the repository itself fails (TUF metadata, the network, no usable issuer certificates
+  at all): the whole sync fails with one line naming the check, and the store keeps what
+  it had;
 * one target fails its GatePass check (a list signed by a stranger, an iat an hour ahead,
-  an older iat than the list held): spec 3 says such a token is ignored as if absent. The
-  sync applies every target that passes, so a good revocation published beside a bad list
-  still reaches the gate, and names each ignored one with why (in its report, and in the
-  store for ``gate-reader status``, which lists them as problems).
+  an older iat than the list held; a broken issuer bundle while the gate holds one): spec
+  3 says such a token is ignored as if absent. The sync applies every target that passes,
+  so a good revocation published beside a bad list still reaches the gate, and names each
+  ignored one with why (in its report, and in the store for ``gate-reader status``, which
+  lists them as problems).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _trust_from(pem: bytes, label: str) -> TrustStore:
     try:
         return TrustStore(anchors_from_pem(pem, label))
     except TrustStoreError as exc:
-        raise SyncError("issuer certificates", f"{label}: {exc}") from None
+        raise SyncError("issuer certificates", str(exc)) from None  # the message names ``label``
 
 
 def _sha256(data: bytes) -> str:
@@ -82,13 +84,26 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
     """Check every fetched target as the spec says. SyncError when the issuer certificates
     cannot be had (nothing can be checked then); a target that fails is left out and
     named in ``SyncUpdate.ignored``."""
-    trust_pem = fetched.trust_pem if fetched.trust_pem is not None else store.trust_pem()
-    if trust_pem is None:
-        raise SyncError("issuer certificates", f"the repository has no {TRUST_TARGET} and the gate holds none")
-    trust = _trust_from(trust_pem, TRUST_TARGET)
+    ignored: list[tuple[str, str]] = []
+    held_pem = store.trust_pem()
+    new_pem = fetched.trust_pem
+    trust = None
+    if new_pem is not None:
+        try:
+            trust = _trust_from(new_pem, TRUST_TARGET)
+        except SyncError as exc:
+            if held_pem is None:
+                raise
+            # A broken bundle is a target like the lists: ignored as if absent, the held
+            # certificates still check the lists (a revocation must not wait for it).
+            ignored.append((TRUST_TARGET, f"{exc}; the held issuer certificates are kept"))
+            new_pem = None
+    if trust is None:
+        if held_pem is None:
+            raise SyncError("issuer certificates", f"the repository has no {TRUST_TARGET} and the gate holds none")
+        trust = _trust_from(held_pem, f"{store.path} (trust)")
     clock = gate_clock(now, store.time_floor(), skew_s)
     trusted_now = clock.now if clock.trusted else None
-    ignored: list[tuple[str, str]] = []
     chosen: dict[str, tuple[str, StatusList]] = {}  # uri -> (target, list): per uri the largest iat
     for path, raw in sorted(fetched.status.items()):
         try:
@@ -128,7 +143,7 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
     if system_clock_synchronised():
         candidates.append(now)
     return SyncUpdate(
-        trust_pem=fetched.trust_pem,
+        trust_pem=new_pem,
         status=statuses,
         legacy=legacy,
         tuf_versions=dict(fetched.versions),
