@@ -41,7 +41,7 @@ def test_a_list_expiring_past_the_year_9999_is_reported(tmp_path: Path, capsys) 
     assert f"list {URI}" in out and "Traceback" not in err
     with Store.open(tmp_path / "cache.db") as store:
         beat = heartbeat(load_config(config), store, now)
-    assert "heartbeat_error" not in beat and beat["lists"][0]["uri"] == URI
+    assert "heartbeat_error" not in beat and beat["lists"][0]["uri"] == URI and beat["problems"] == []
 
 
 def test_edited_journal_rows_are_listed_and_flagged(tmp_path: Path, capsys) -> None:
