@@ -17,6 +17,14 @@ class StoreError(CacheError, OSError):
     program knows. The message names the file."""
 
 
+class CacheUnusable(StoreError):
+    """Nothing in the cache file can be used: it is missing, empty, not a SQLite database,
+    or corrupt. Only this kind of failure lets a gate configured with ``start_empty`` carry
+    on without the file (the cache's owner then moves it aside); a database that is locked,
+    of a newer schema or someone else's is refused whatever the configuration, since moving
+    it aside would throw away a good cache."""
+
+
 class RollbackRefused(CacheError, ValueError):
     """An update would replace a stored list with one whose iat is older: the store keeps
     what it has and applies nothing of the update."""

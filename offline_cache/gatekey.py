@@ -50,6 +50,8 @@ def load_or_create_gate_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
             return _load(path)
         except FileNotFoundError:  # the name exists but leads nowhere: a dangling symlink
             raise CacheError(f"gate key {path}: a dangling symbolic link") from None
+    except OSError as exc:  # a directory that cannot be made or written, a full disk
+        raise CacheError(f"gate key {path}: cannot create it: {exc.strerror or exc}") from None
     log.info("created gate key %s", path)
     return key
 
@@ -99,7 +101,10 @@ def _create(path: Path, key: Ed25519PrivateKey) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # FileExistsError here is a file where the directory belongs
+        raise CacheError(f"gate key {path}: cannot create its directory: {exc.strerror or exc}") from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

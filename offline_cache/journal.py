@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -57,6 +56,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from offline_cache.store import Store
+from offline_cache.times import describe_time, usable_time
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,15 @@ def _merge(runs: Iterable[_Run]) -> list[_Run]:
     return merged
 
 
+def _hashes_to(record: JournalRecord) -> bool:
+    """Whether the record hashes to its stored ``hash``; False (not an exception) when a
+    field cannot be hashed at all: a prev_hash that is not hex, a BLOB or an infinity."""
+    try:
+        return record_hash(record.prev_hash, record.hashed_fields()) == record.hash
+    except (ValueError, TypeError):
+        return False
+
+
 class _Chain:
     """Walks records in seq order and says, for each, whether it checks out."""
 
@@ -142,7 +151,10 @@ class _Chain:
         self.epoch, self.holes, self.next_seq, self.hash = epoch, holes, seq, hash_
 
     def check(self, record: JournalRecord) -> bool:
-        ok = True
+        """Whether ``record`` checks out. Never raises: a stored row is whatever is in the
+        file, and one bad row (text where a hash belongs, a time no append accepts) is
+        flagged here while the walk goes on with the rest."""
+        ok = usable_time(record.time) is not None
         while self.next_seq < record.seq:  # cross holes: each must start where we are and link
             hole = self.holes.get(self.next_seq)
             if hole is None or hole.prev_hash != self.hash or hole.last >= record.seq:
@@ -154,7 +166,7 @@ class _Chain:
             and self.next_seq == record.seq
             and record.prev_hash == self.hash
             and record.epoch == self.epoch
-            and record_hash(record.prev_hash, record.hashed_fields()) == record.hash
+            and _hashes_to(record)
         )
         # Carry on from the stored hash: an edited record is flagged, not all after it.
         self.next_seq, self.hash = record.seq + 1, record.hash
@@ -203,12 +215,12 @@ class Journal:
         kind = record.get("kind")
         if kind not in KINDS or (kind == "gap" and not internal):
             raise ValueError(f"journal record: kind {kind!r} is not one of decision, door, system")
-        try:
-            time = float(record["time"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"journal record: time {record.get('time')!r} is not a number") from None
-        if not math.isfinite(time):
-            raise ValueError(f"journal record: time {time!r} is not finite")
+        # A time every reader of the journal can format (events, the upload's CloudEvents
+        # time): a number from 1970 to 9999. Text, a bool or 1e20 is refused here, so a
+        # stored row that holds one was not written by this code (see _Chain.check).
+        time = usable_time(record.get("time"))
+        if time is None:
+            raise ValueError(f"journal record: time {describe_time(record.get('time'))}")
         item: dict[str, Any] = {"time": time, "kind": kind}
         for name in _TEXT_FIELDS:
             value = record.get(name)

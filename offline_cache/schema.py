@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from offline_cache.errors import StoreError
+from offline_cache.errors import CacheUnusable, StoreError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -192,50 +192,94 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
     return before
 
 
-def connect(path: Path, *, create: bool, check: bool) -> tuple[sqlite3.Connection, str]:
+def connect(path: Path, *, create: bool, check: bool, readonly: bool = False) -> tuple[sqlite3.Connection, str]:
     """Open the database at ``path``, migrated to ``SCHEMA_VERSION``: (connection, epoch id).
 
     The connection is in autocommit mode (``isolation_level=None``): transactions are the
     store's own ``BEGIN``/``COMMIT``, never the sqlite3 module's implicit ones. ``check``
     runs ``PRAGMA quick_check(1)``, which reads every page once (a few ms for a cache of a
     few MB): it catches a truncated or damaged file at start instead of at the first
-    decision that reads the bad page. Every failure is StoreError naming the file."""
+    decision that reads the bad page. Every failure is StoreError naming the file;
+    CacheUnusable when nothing in the file can be used.
+
+    ``readonly`` (diagnostics, one-shot checks) never writes: no file is created, the
+    journal mode is left alone, an older schema is refused rather than migrated. It works
+    on a database the process may not write, in a directory it may not write too."""
     if path.is_dir():
         raise StoreError(f"cache database {path} is a directory")
     if not path.exists():
-        if not create:
-            raise StoreError(
+        if not create or readonly:
+            raise CacheUnusable(
                 f"cache database {path} does not exist (a successful sync creates it; "
                 "or configure the gate to start empty)"
             )
         _make_file(path)
-    # mode=rw: sqlite3 never creates the file behind our back (a typo in a path must fail).
-    uri = f"file:{quote(str(path.resolve()))}?mode=rw"
+    conn = _open_readonly(path) if readonly else _open(path, f"file:{quote(str(path.resolve()))}?mode=rw")
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cache database {path} cannot be opened: {exc}") from None
-    try:
-        _configure(conn, path)
+        if readonly:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        else:
+            _configure(conn, path)
         version = read_version(conn, path)
         if check:
             problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if problem != "ok":
-                raise StoreError(f"cache database {path} is corrupt: {' '.join(str(problem).split())}")
+                raise CacheUnusable(f"cache database {path} is corrupt: {' '.join(str(problem).split())}")
         if version == 0 and not create:
-            raise StoreError(f"cache database {path} is empty (no gate-reader schema)")
+            raise CacheUnusable(f"cache database {path} is empty (no gate-reader schema)")
         if version != SCHEMA_VERSION:
-            migrate(conn, path)
+            if readonly and version < SCHEMA_VERSION:
+                raise StoreError(f"cache database {path} has schema version {version}, older than this program's "
+                                 f"{SCHEMA_VERSION}: a read-only open does not upgrade it (gate-reader sync does)")
+            migrate(conn, path)  # refuses a newer schema, read-only or not
         row = conn.execute("SELECT value FROM meta WHERE key = 'epoch_id'").fetchone()
         if row is None or not isinstance(row[0], str):
             raise StoreError(f"cache database {path}: meta has no epoch_id")
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"cache database {path} cannot be used: {exc}") from None
+        raise _unusable_or(exc, f"cache database {path} cannot be used: {exc}") from None
     except BaseException:
         conn.close()
         raise
     return conn, row[0]
+
+
+# SQLite's primary result codes that mean the file holds nothing usable.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _unusable_or(exc: sqlite3.Error, message: str) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return CacheUnusable(message)
+    return StoreError(message)
+
+
+def _open(path: Path, uri: str) -> sqlite3.Connection:
+    # mode=rw: sqlite3 never creates the file behind our back (a typo in a path must fail).
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise _unusable_or(exc, f"cache database {path} cannot be opened: {exc}") from None
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write. ``mode=ro`` first: it reads a WAL database safely
+    while the daemon or a sync writes it, but needs the ``-shm`` file, which it cannot make
+    in a directory it may not write. Then, if there is no ``-wal`` file either (so every
+    committed transaction is in the main file and no writer is active), ``immutable=1``
+    reads the main file alone, without locks."""
+    base = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = _open(path, base)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.Error as exc:
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) and not wal.exists():
+            return _open(path, base + "&immutable=1")
+        raise _unusable_or(exc, f"cache database {path} cannot be read: {exc}") from None
 
 
 def _configure(conn: sqlite3.Connection, path: Path) -> None:
@@ -256,9 +300,12 @@ def _make_file(path: Path) -> None:
     """Create the parent (0700) and an empty database file (0600): the file holds the access
     log, who passed which door when, so it is nobody else's to read."""
     parent = path.parent
-    if not parent.exists():
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(parent, 0o700)  # mkdir's mode is filtered by the umask
-    # If another process made it first, fine: it migrates under the same lock as we do.
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(parent, 0o700)  # mkdir's mode is filtered by the umask
+        # If another process made it first, fine: it migrates under the same lock as we do.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cache database {path} cannot be created: {exc.strerror or exc}") from None

@@ -13,6 +13,7 @@ thread or process.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -51,7 +52,9 @@ class SyncUpdate:
     """What one successful sync verified, to be stored in one transaction.
 
     ``status`` holds ``(uri, iat, exp, raw)``; ``legacy`` is ``(iat, exp, raw)``;
-    ``trust_pem`` None means "no change"; lists not named here are kept as they are."""
+    ``trust_pem`` None means "no change"; lists not named here are kept as they are.
+    ``ignored`` holds ``(target, why)`` for each target the sync left out (spec 3: a bad
+    token is ignored as if absent); it replaces the previous sync's, for ``status``."""
 
     trust_pem: bytes | None
     status: Sequence[tuple[str, float, float | None, bytes]]
@@ -59,6 +62,7 @@ class SyncUpdate:
     tuf_versions: Mapping[str, int]
     time_floor: float | None
     at: float
+    ignored: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,25 @@ class ApplyResult:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Keys added to ``meta`` after schema version 1 (sync_ignored, upload_last_*) are written
+# when first needed and read as absent before: no migration, so a database stays readable
+# by the program version before, and a gate rolled back to it still starts (a migration
+# would bump the schema version, which an older program refuses).
+def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (key, value))  # fmt: skip
+
+
+def _json_meta(conn: sqlite3.Connection, key: str, default: Any) -> Any:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if row is None or row[0] is None:
+        return default
+    try:
+        return json.loads(row[0])
+    except (ValueError, TypeError):
+        return None  # an edited value: the caller says it cannot be read
 
 
 def _finite(value: float, what: str) -> float:
@@ -91,15 +114,19 @@ class Store:
     # -- opening and closing ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = False, check: bool = True) -> Store:
+    def open(
+        cls, path: str | os.PathLike[str], *, create: bool = False, check: bool = True, readonly: bool = False
+    ) -> Store:
         """Open (and, with ``create``, make) the cache database at ``path``.
 
-        StoreError naming the file when it is missing without ``create``, empty without
-        ``create``, not a SQLite database, corrupt, someone else's database, or of a newer
-        schema. ``check`` runs ``PRAGMA quick_check(1)`` (reads every page once, see
-        :func:`offline_cache.schema.connect`)."""
+        StoreError naming the file when it is someone else's database or of a newer schema;
+        its subclass CacheUnusable when it is missing without ``create``, empty without
+        ``create``, not a SQLite database or corrupt. ``check`` runs ``PRAGMA
+        quick_check(1)`` (reads every page once, see :func:`offline_cache.schema.connect`).
+        ``readonly`` opens it for reading only (diagnostics): nothing on disk changes, and
+        any write through the store fails with StoreError."""
         path = Path(path)
-        conn, epoch_id = schema.connect(path, create=create, check=check)
+        conn, epoch_id = schema.connect(path, create=create, check=check, readonly=readonly)
         return cls(conn, path, epoch_id)
 
     def close(self) -> None:
@@ -272,6 +299,8 @@ class Store:
             if plan or trust_changed:
                 generation += 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
+            ignored = [{"target": str(target), "reason": str(reason)} for target, reason in update.ignored]
+            _set_meta(conn, "sync_ignored", json.dumps(ignored, ensure_ascii=False))
             sets = ", ".join(f'"{role}" = ?' for role in update.tuf_versions)
             conn.execute(
                 "UPDATE sync_state SET last_attempt = ?, last_success = ?, last_error = NULL"
@@ -307,19 +336,45 @@ class Store:
             )
 
     def sync_state(self) -> dict[str, Any]:
-        """``last_attempt``, ``last_success``, ``last_error`` and ``tuf_versions`` (a dict of
-        root, timestamp, snapshot, targets; None where never seen)."""
-        with self.guard() as conn:
+        """``last_attempt``, ``last_success``, ``last_error``, ``tuf_versions`` (a dict of
+        root, timestamp, snapshot, targets; None where never seen) and ``ignored`` (the
+        targets the last successful sync left out, each ``{"target", "reason"}``)."""
+        with self.reading() as conn:
             row = conn.execute(
                 "SELECT last_attempt, last_success, last_error, root, timestamp, snapshot, targets "
                 "FROM sync_state WHERE id = 1"
             ).fetchone()
+            ignored = _json_meta(conn, "sync_ignored", [])
+        if not isinstance(ignored, list):  # an edited value: say so rather than show nothing
+            ignored = [{"target": "?", "reason": "the stored list of ignored targets is unreadable"}]
         return {
             "last_attempt": row[0],
             "last_success": row[1],
             "last_error": row[2],
             "tuf_versions": dict(zip(TUF_ROLES, row[3:], strict=True)),
+            "ignored": ignored,
         }
+
+    # -- upload state ----------------------------------------------------------------
+
+    def record_upload(self, at: float, error: str | None) -> None:
+        """Record an upload attempt: its time, and its one-line error (None: it worked)."""
+        at = _finite(at, "at")
+        with self.writing() as conn:
+            _set_meta(conn, "upload_last_attempt", at)
+            if error is None:
+                _set_meta(conn, "upload_last_success", at)
+                _set_meta(conn, "upload_last_error", None)
+            else:
+                _set_meta(conn, "upload_last_error", " ".join(str(error).split())[:1000])
+
+    def upload_state(self) -> dict[str, Any]:
+        """``last_attempt``, ``last_success`` and ``last_error`` of the uploads (None where
+        there was none)."""
+        with self.reading() as conn:
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                     "('upload_last_attempt', 'upload_last_success', 'upload_last_error')"))
+        return {key: rows.get(f"upload_{key}") for key in ("last_attempt", "last_success", "last_error")}
 
     # -- trusted time (spec 6) -------------------------------------------------------
 

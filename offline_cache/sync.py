@@ -26,6 +26,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from offline_cache.errors import SyncError
+from offline_cache.watchdog import Watchdog, watched_pool_classes
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,10 @@ class _DeadlineFetcher(Urllib3Fetcher):
     """ngclient's urllib3 fetcher with a total deadline for the whole sync.
 
     The per-read socket timeout alone does not bound a sync: a server dribbling one byte
-    every few seconds never trips it. So every read is a ``read1`` (returns what arrived,
-    instead of blocking for a full chunk), the deadline is checked before each one, and the
-    socket timeout is lowered to the time left. Limit: while waiting for the response
-    headers only the per-read timeout applies (urllib3 gives no handle on the socket there).
+    every few seconds never trips it. Every read of a body is a ``read1`` (returns what
+    arrived, instead of blocking for a full chunk), the deadline is checked before each one,
+    and the socket timeout is lowered to the time left. What no check between reads can
+    reach (the response head, the TLS handshake) the watchdog ends at the deadline.
     """
 
     def __init__(self, timeout_s: float, total_timeout_s: float, chunk_size: int = 64 * 1024) -> None:
@@ -101,11 +102,17 @@ class _DeadlineFetcher(Urllib3Fetcher):
         self._timeout_s = timeout_s
         self._total_s = total_timeout_s
         self._deadline = time.monotonic() + total_timeout_s
+        self._watchdog = Watchdog()
+        self._watchdog.arm(total_timeout_s)
+        self._pools = watched_pool_classes(self._watchdog)
         self.urls: list[str] = []  # every URL requested, in order (the last one names a failure)
+
+    def close(self) -> None:
+        self._watchdog.close()
 
     def _time_left(self, url: str) -> float:
         left = self._deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self._watchdog.expired:
             raise self._deadline_error(url)
         return min(self._timeout_s, left)
 
@@ -113,7 +120,10 @@ class _DeadlineFetcher(Urllib3Fetcher):
         return _FetchFailed("server timeout", f"sync exceeded its {self._total_s:g} s deadline while fetching {url}")
 
     def _error(self, url: str, err: urllib3.exceptions.HTTPError, timeout: float) -> _FetchFailed:
-        """A socket timeout that was cut down to the time left *is* the deadline expiring."""
+        """A socket timeout that was cut down to the time left *is* the deadline expiring,
+        and so is any failure after the watchdog ended the connection."""
+        if self._watchdog.expired:
+            return self._deadline_error(url)
         failed = _network_error(url, err, timeout)
         if failed.check == "server timeout" and timeout < self._timeout_s:
             return self._deadline_error(url)
@@ -122,6 +132,9 @@ class _DeadlineFetcher(Urllib3Fetcher):
     def _fetch(self, url: str) -> Iterator[bytes]:
         timeout = self._time_left(url)
         self.urls.append(url)
+        parts = urllib3.util.parse_url(url)
+        # ngclient's proxy-aware pool managers, with connections the watchdog can end.
+        self._proxy_env.get_pool_manager(parts.scheme, parts.host).pool_classes_by_scheme = self._pools
         try:
             response = self._proxy_env.request(
                 "GET",
@@ -149,6 +162,8 @@ class _DeadlineFetcher(Urllib3Fetcher):
                 if sock is not None:
                     sock.settimeout(timeout)
                 chunk = response.read1(self.chunk_size)
+                if self._watchdog.expired:  # a shut-down socket reads as a clean end
+                    raise self._deadline_error(url)
                 if not chunk:
                     complete = True
                     return
@@ -194,6 +209,16 @@ def fetch_targets(
         raise SyncError("cache directory", _one_line(f"cannot create {e.filename}: {e.strerror}")) from e
 
     fetcher = _DeadlineFetcher(timeout_s, total_timeout_s)
+    try:
+        return _refresh_and_fetch(fetcher, metadata_url, targets_url, root, metadata_dir, target_dir, max_target_bytes)
+    finally:
+        fetcher.close()  # the watchdog's timer and socket duplicates end with the sync
+
+
+def _refresh_and_fetch(
+    fetcher: _DeadlineFetcher, metadata_url: str, targets_url: str, root: bytes,
+    metadata_dir: Path, target_dir: Path, max_target_bytes: int,
+) -> FetchedTargets:  # fmt: skip
     try:
         updater = Updater(
             str(metadata_dir),
@@ -320,5 +345,7 @@ def _to_sync_error(e: Exception, stage: str, target: str, url: str) -> SyncError
         return SyncError("bad metadata", _one_line(f"{url}: {e}"))
     if isinstance(e, OSError):
         return SyncError("cache write", _one_line(f"TUF cache: {e}"))
-    logger.exception("unexpected error during TUF sync")
+    # A bug, not a state of the network: the traceback goes to the debug log and the one
+    # line below, which the caller reports once, names the exception.
+    logger.debug("unexpected error during TUF sync", exc_info=e)
     return SyncError("internal error", _one_line(f"{type(e).__name__}: {e}"))

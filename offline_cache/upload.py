@@ -27,7 +27,6 @@ import ssl
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -36,12 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from offline_cache.errors import UploadError
 from offline_cache.gatekey import public_key_raw
+from offline_cache.times import describe_time, format_time, usable_time
+from offline_cache.watchdog import Watchdog, watched_pool_classes
 
 log = logging.getLogger(__name__)
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 TYPE_PREFIX = "org.gatepass.gate."
 HEARTBEAT_TYPE = TYPE_PREFIX + "heartbeat"
+UNREADABLE_KIND = "unreadable"  # the type of a stored record whose kind cannot name one
 RECORD_FIELDS = (
     "seq", "epoch", "time", "reader", "kind", "decision", "reason",
     "subject", "credential_hash", "detail", "prev_hash", "hash",
@@ -55,6 +57,7 @@ _HEX = re.compile(r"[0-9a-f]{1,128}")
 # Heartbeat keys that would mean the caller is about to ship a secret.
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "private", "nonce")
 _MAX_ERROR_BODY = 200
+_MAX_BLOB_SHOWN = 64
 
 
 class JournalLike(Protocol):
@@ -108,39 +111,65 @@ def build_batch(
     """
     _check_name("gate id", gate_id)
     if epoch is None and records:
+        epochs = {record.epoch for record in records}
+        if len(epochs) > 1:
+            raise ValueError(f"records from several epochs {sorted(map(repr, epochs))}: pass the journal's epoch")
         epoch = records[-1].epoch
     if epoch is None:
         raise ValueError("a batch without records needs the journal epoch for its heartbeat")
     _check_name("journal epoch", epoch)
     source = f"urn:gate-reader:{gate_id}"
-    events: list[dict[str, Any]] = []
-    for record in records:
-        if record.epoch != epoch:
-            raise ValueError(f"record seq {record.seq} is from epoch {record.epoch!r}, the batch from {epoch!r}")
-        events.append(_record_event(record, gate_id, source))
+    events = [_record_event(record, gate_id, epoch, source) for record in records]
     now = _time.time() if now is None else now
     events.append(_heartbeat_event(gate_id, epoch, source, heartbeat, chain_head, gate_key, now))
     return json.dumps(events, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def _record_event(record: Any, gate_id: str, source: str) -> dict[str, Any]:
+def _record_event(record: Any, gate_id: str, epoch: str, source: str) -> dict[str, Any]:
+    """One record as an event. A stored row is whatever is in the file: a row edited by
+    hand (a time of 1e20 or text, a kind that is no word, another epoch) is still sent,
+    as it is, with ``data.problems`` saying what is wrong and type ``...unreadable`` if
+    its kind cannot name a type. Refusing it instead would hold back every later record,
+    the cap and the retention behind it for good; the centre needs to see it anyway (its
+    chain check fails too, see offline_cache/journal.py)."""
+    problems: list[str] = []
     kind = record.kind
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-        raise ValueError(f"record seq {record.seq}: kind {kind!r} is not a lowercase word")
-    data = {name: getattr(record, name) for name in RECORD_FIELDS}
-    event_id = f"{gate_id}:{record.epoch}:{int(record.seq)}"
-    return _event(event_id, source, TYPE_PREFIX + kind, record.time, data, subject=record.reader)
+        problems.append(f"kind {kind!r} is not a lowercase word")
+        kind = UNREADABLE_KIND
+    if record.epoch != epoch:
+        problems.append(f"epoch {record.epoch!r} is not the journal's")
+    when = format_time(record.time, "milliseconds")
+    if when is None:
+        problems.append(f"time {describe_time(record.time)}")
+    data = {name: _json_value(getattr(record, name)) for name in RECORD_FIELDS}
+    if problems:
+        data["problems"] = problems
+    # The id takes the batch's epoch: seq is the journal's key, so it stays unique even
+    # for a row whose own epoch was edited (and an edited epoch could hold a ":").
+    event_id = f"{gate_id}:{epoch}:{int(record.seq)}"
+    return _event(event_id, source, TYPE_PREFIX + kind, when, data, subject=record.reader)
 
 
-def _event(event_id: str, source: str, type_name: str, t: float, data: dict[str, Any], subject: Any = None) -> dict:
-    event = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": source,
-        "type": type_name,
-        "time": _rfc3339(t),
-        "datacontenttype": "application/json",
-    }
+def _json_value(value: Any) -> Any:
+    """A stored value as JSON can carry it: text, numbers and None as they are; an
+    infinity (which SQLite can hold) or a BLOB as text that says what it was."""
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, bytes):
+        return f"bytes:{value[:_MAX_BLOB_SHOWN].hex()}" + ("..." if len(value) > _MAX_BLOB_SHOWN else "")
+    return repr(value)[:200]
+
+
+def _event(
+    event_id: str, source: str, type_name: str, when: str | None, data: dict[str, Any], subject: Any = None
+) -> dict[str, Any]:
+    event = {"specversion": "1.0", "id": event_id, "source": source, "type": type_name}
+    if when is not None:  # CloudEvents: time is optional, and when present it is RFC 3339
+        event["time"] = when
+    event["datacontenttype"] = "application/json"
     if subject:  # CloudEvents: subject, when present, is a non-empty string
         event["subject"] = str(subject)
     event["data"] = data
@@ -167,14 +196,10 @@ def _heartbeat_event(
             "public_key": base64.b64encode(public_key_raw(gate_key)).decode(),
         }
     data = {**heartbeat, "chain_head": head}
+    if usable_time(now) is None:  # the clock itself: refused like any bad input, never a crash
+        raise ValueError(f"heartbeat time {describe_time(now)}")
     ms = round(now * 1000)  # round, not int(): 1.001 * 1000 is 1000.9999..., and ids must not collide
-    return _event(f"{gate_id}:{epoch}:hb:{ms}", source, HEARTBEAT_TYPE, ms / 1000, data)
-
-
-def _rfc3339(t: float) -> str:
-    if not math.isfinite(t):
-        raise ValueError(f"time {t!r} is not a finite number of seconds")
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _event(f"{gate_id}:{epoch}:hb:{ms}", source, HEARTBEAT_TYPE, format_time(ms / 1000, "milliseconds"), data)
 
 
 def _check_name(what: str, value: object) -> None:
@@ -218,6 +243,7 @@ class Uploader:
         client_cert: tuple[str, str] | None = None,
         batch: int = 500,
         timeout_s: float = 10.0,
+        total_timeout_s: float = 60.0,
         heartbeat: Callable[[], dict[str, Any]],
         epoch: str | None = None,
         allow_insecure_loopback: bool = False,
@@ -236,6 +262,8 @@ class Uploader:
             raise UploadError(f"upload.batch {batch}: must be between 1 and 100000")
         if not 0 < timeout_s <= 600:
             raise UploadError(f"upload.timeout_s {timeout_s}: must be above 0 and at most 600")
+        if not 0 < total_timeout_s <= 3600:
+            raise UploadError(f"upload.total_timeout_s {total_timeout_s}: must be above 0 and at most 3600")
         if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):  # no header injection, no spaces
             raise UploadError("upload token: must be non-empty printable ASCII without spaces")
         self._journal = journal
@@ -252,19 +280,25 @@ class Uploader:
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         self._timeout_s = timeout_s
+        self._total_s = total_timeout_s
         self._pool = self._make_pool(url, ca_file, client_cert)
+        # The socket timeout bounds each wait for bytes; a collector trickling its answer
+        # would reset it forever and hold the sync unit that runs the upload. The watchdog
+        # ends a request that is not done within total_timeout_s (offline_cache/watchdog.py).
+        self._watchdog = Watchdog()
+        self._pool.pool_classes_by_scheme = watched_pool_classes(self._watchdog)
 
     @staticmethod
     def _make_pool(url: str, ca_file: str | None, client_cert: tuple[str, str] | None) -> urllib3.PoolManager:
         if urlsplit(url).scheme == "http":
             return urllib3.PoolManager(maxsize=1, retries=False)
         if not ca_file:
-            raise UploadError("upload.ca_file: required for https (the collector's CA is pinned, not the system store)")
+            raise UploadError("upload.ca: required for https (the collector's CA is pinned, not the system store)")
         # Load them once here so a wrong path fails at start, not as a TLS error every run.
         try:
             context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise UploadError(f"upload.ca_file {ca_file}: cannot load CA certificates: {exc}") from None
+            raise UploadError(f"upload.ca: {ca_file}: cannot load CA certificates: {exc}") from None
         cert_file = key_file = None
         if client_cert is not None:
             cert_file, key_file = client_cert
@@ -283,6 +317,7 @@ class Uploader:
     def close(self) -> None:
         """Drop pooled connections; idempotent."""
         self._pool.clear()
+        self._watchdog.close()
 
     def __enter__(self) -> Uploader:
         return self
@@ -318,13 +353,16 @@ class Uploader:
                 self._journal.mark_sent(seqs, at)
                 sent += len(seqs)
                 last = (records[-1].epoch, seqs[-1])
-                self._epoch = records[-1].epoch
                 log.debug("collector took seq %s..%s", seqs[0], seqs[-1])
             if len(records) < self._batch:
                 return self._done(sent, batches, 0, None)
 
     def _build(self, records: list[Any], at: float) -> bytes:
-        epoch = records[-1].epoch if records else self._epoch or getattr(self._journal, "epoch", None)
+        # The journal's own epoch before any record's: a stored row's epoch may have been
+        # edited, and it must not decide the batch (build_batch flags that row instead).
+        epoch = self._epoch or getattr(self._journal, "epoch", None)
+        if epoch is None and records:
+            epoch = records[-1].epoch
         if not isinstance(epoch, str):
             raise ValueError("journal epoch unknown: pass epoch= to the Uploader")
         # Heartbeat ids carry milliseconds; keep them unique when batches follow quickly.
@@ -349,7 +387,18 @@ class Uploader:
             return {"heartbeat_error": type(exc).__name__}
 
     def _post(self, body: bytes) -> str | None:
-        """None on a 2xx, else the one line that says what went wrong."""
+        """None on a 2xx, else the one line that says what went wrong; the whole request,
+        the answer's head included, within total_timeout_s."""
+        self._watchdog.arm(self._total_s)
+        try:
+            error = self._request(body)
+        finally:
+            self._watchdog.disarm()
+        if error is not None and self._watchdog.expired:
+            return f"collector {self._where} did not complete the request within {self._total_s:g} s"
+        return error
+
+    def _request(self, body: bytes) -> str | None:
         try:
             response = self._pool.request(
                 "POST", self._url, body=body, headers=self._headers,
@@ -381,8 +430,8 @@ class Uploader:
     def _done(self, sent: int, batches: int, remaining: int | None, error: str | None) -> UploadResult:
         if error is None:
             log.info("uploaded %s records in %s batches to %s", sent, batches, self._where)
-        else:
-            log.warning("upload stopped after %s records: %s", sent, error)
+        else:  # returned to the caller, who reports it once: not logged a second time here
+            log.debug("upload stopped after %s records: %s", sent, error)
         return UploadResult(sent=sent, batches=batches, remaining=remaining, error=error)
 
 

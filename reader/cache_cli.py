@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_cache.errors import CacheError
 from reader.config import Config, load_config
 from reader.errors import ConfigError, GateReaderError
+
+if TYPE_CHECKING:
+    from offline_cache.store import Store
 
 _CONFIG_HELP = "the gate's TOML configuration (see config/gate-reader.example.toml)"
 
@@ -20,9 +23,11 @@ def add_parser(commands: Any) -> None:
         "sync", help="fetch signed revocation lists through TUF into the offline cache",
         description="One sync: refresh the TUF metadata from [sync] metadata_url (root pinned at install), "
         "download the targets that changed, verify every issuer certificate and list as GatePass says "
-        "(signature, typ, iat never going back) and store them in one transaction. Then, if [upload] is "
-        "configured, upload the event journal. Exit 0 on success; on failure exit 1 with one line naming "
-        "the failed check, the cache keeping its previous data.",
+        "(signature, typ, iat never going back) and store those that pass in one transaction; a list that "
+        "fails is ignored as if absent and named in a warning (and in 'status'). Then, if [upload] is "
+        "configured, upload the event journal (its failure is a warning, not the sync's exit status). Exit 0 "
+        "on success; when the repository itself fails, exit 1 with one line naming the failed check, the "
+        "cache keeping its previous data; 2 for a configuration error.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
     p.add_argument("--no-upload", action="store_true", help="skip the journal upload after the sync")
@@ -60,8 +65,10 @@ def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "status", help="what the gate's cache holds and how fresh it is",
         description="Show the status lists (uri, iat, entries, staleness), the legacy list, the trust anchors, "
-        "the time floor and whether the clock is trusted, the last sync and its error, and the journal "
-        "counts (total, unsent, gaps).",
+        "the time floor and whether the clock is trusted, the last sync, its error and the targets it "
+        "ignored, the last upload, and the journal counts (total, unsent, gaps); then the problems: a failing "
+        "sync, stale or ignored lists, an upload backlog or a failing upload, an untrusted clock. Reads the "
+        "cache without changing it. Exit 0 with no problem, 1 with any, 2 for a configuration or cache error.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -73,11 +80,19 @@ def _fail(command: str, message: str, code: int = 2) -> int:
     return code
 
 
+def _warn(command: str, message: str) -> None:
+    print(f"gate-reader {command}: warning: {message}", file=sys.stderr)
+
+
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
 def run_sync_command(args: argparse.Namespace) -> int:
+    """Exit status: the sync's alone (0 done, 1 the repository failed, 2 configuration).
+    The upload that follows reports its failure as a warning and in ``status``: a sync
+    unit shown failed while the lists are current would send someone after the wrong
+    thing (issue 8, item 14)."""
     from reader.sync_job import run_sync
 
     try:
@@ -88,17 +103,36 @@ def run_sync_command(args: argparse.Namespace) -> int:
     if not report.ok:
         return _fail("sync", report.error or "failed", 1)
     print(f"sync ok in {report.seconds:.2f} s: downloaded {', '.join(report.downloaded) or 'nothing'}; "
-          f"stored {', '.join(report.written) or 'nothing new'}")
+          f"stored {', '.join(report.written) or 'nothing new'}"
+          + (f"; ignored {len(report.ignored)}" if report.ignored else ""))
+    for target, why in report.ignored:
+        _warn("sync", f"ignored {target} (as if absent): {why}")
     if config.upload is not None and not args.no_upload:
-        return run_upload_command(args, config)
+        message = _upload(config)
+        if message is not None:
+            _warn("sync", f"upload failed: {message}")
     return 0
 
 
-def run_upload_command(args: argparse.Namespace, config: Config | None = None) -> int:
+def _upload(config: Config) -> str | None:
+    """Run the upload; None when it went through, else its one-line failure."""
     from reader.upload_job import run_upload
 
     try:
-        result = run_upload(config or _config(args))
+        result = run_upload(config)
+    except (ConfigError, CacheError, GateReaderError) as exc:
+        return str(exc)
+    if result.error:
+        return f"{result.error} ({result.sent} sent before it)"
+    print(f"upload ok: {result.sent} records in {result.batches} batches")
+    return None
+
+
+def run_upload_command(args: argparse.Namespace) -> int:
+    from reader.upload_job import run_upload
+
+    try:
+        result = run_upload(_config(args))
     except (ConfigError, CacheError, GateReaderError) as exc:
         return _fail("upload", str(exc))
     if result.error:
@@ -108,11 +142,12 @@ def run_upload_command(args: argparse.Namespace, config: Config | None = None) -
 
 
 def run_gate_key_command(args: argparse.Namespace) -> int:
-    from offline_cache.gatekey import load_or_create_gate_key, public_key_pem
+    from offline_cache.gatekey import public_key_pem
+    from reader.upload_job import gate_key
 
     try:
         config = _config(args)
-        key = load_or_create_gate_key(config.gate.key)
+        key = gate_key(config)
     except (ConfigError, CacheError) as exc:
         return _fail("gate-key", str(exc))
     print(f"gate {config.gate.id}: key {config.gate.key}")
@@ -122,12 +157,11 @@ def run_gate_key_command(args: argparse.Namespace) -> int:
 
 def run_events_command(args: argparse.Namespace) -> int:
     from offline_cache.journal import Journal
-    from offline_cache.store import Store
     from reader.gate_state import iso_time
 
     try:
         config = _config(args)
-        with Store.open(config.cache.path) as store:
+        with _read_cache(config) as store:
             rows = Journal(store).records(since=args.since)
     except (ConfigError, CacheError) as exc:
         return _fail("events", str(exc))
@@ -138,26 +172,38 @@ def run_events_command(args: argparse.Namespace) -> int:
             "credential_hash": record.credential_hash, "detail": record.detail, "chain_ok": chain_ok,
         }
         if args.json:
-            print(json.dumps(fields))
+            # default=: an edited row can hold a BLOB where text belongs; show it, do not crash.
+            print(json.dumps(fields, default=lambda value: repr(value)[:200]))
         else:
             print(" ".join("-" if value is None else str(value) for key, value in fields.items() if key != "detail")
                   + (f"  ({record.detail})" if record.detail else ""))
     return 0
 
 
-def run_status_command(args: argparse.Namespace) -> int:
+def _read_cache(config: Config) -> Store:
+    """The cache read-only (a diagnostic never changes it). Without a usable database
+    there is nothing to show, start_empty or not: the error names the file."""
     from offline_cache.store import Store
+    from reader.gate_state import cache_file
+
+    return Store.open(cache_file(config), readonly=True)
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    """Exit status: 0 when nothing needs attention, 1 when ``problems`` lists anything (so
+    monitoring sees a failing gate), 2 when the config or the cache cannot be read."""
     from reader.gate_state import status_report
 
     try:
         config = _config(args)
-        with Store.open(config.cache.path) as store:
+        with _read_cache(config) as store:
             report = status_report(config, store)
     except (ConfigError, CacheError) as exc:
         return _fail("status", str(exc))
+    code = 1 if report["problems"] else 0
     if args.json:
         print(json.dumps(report))
-        return 0
+        return code
     print(f"gate {report['gate']}  cache {report['cache']}")
     print(f"clock: {'trusted' if report['clock_trusted'] else 'UNTRUSTED'} (time floor {report['time_floor']})")
     sync = report["sync"]
@@ -173,6 +219,10 @@ def run_status_command(args: argparse.Namespace) -> int:
         print(f"trust: kid {anchor['kid']} {anchor['subject'] or ''}".rstrip())
     journal = report["journal"]
     print("journal: " + ", ".join(f"{key} {value}" for key, value in journal.items()))
+    upload = report["upload"]
+    if upload["configured"]:
+        print(f"last upload: attempt {upload['last_attempt']}, success {upload['last_success']}"
+              + (f", oldest unsent {upload['oldest_unsent']}" if upload["oldest_unsent"] else ""))
     for problem in report["problems"]:
         print(f"problem: {problem}")
-    return 0
+    return code

@@ -4,6 +4,11 @@ Every mistake is refused at start with the key path in the message
 (``sync.interval_s: must be a number above 0``), and an unknown key is a mistake too: a
 misspelt ``max_agе_s`` silently ignored would leave a gate on a default nobody chose.
 Relative paths are taken from the config file's own directory.
+
+Files are checked by the command that uses them, when it uses them, with the key path in
+the message (``upload.ca: /etc/gate-reader/ca.pem: No such file or directory``): a command
+checks only what it uses, so ``sync --no-upload`` runs while ``[upload] ca`` is still to be
+installed, and ``status`` works with a sync root that went missing.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class UploadConfig:
     max_unsent: int = 1_000_000
     retention_days: float = 30.0
     timeout_s: float = 10.0
+    total_timeout_s: float = 60.0  # one batch's whole request, the collector's answer included
 
 
 @dataclass(frozen=True)
@@ -156,16 +162,14 @@ class _Table:
             raise ConfigError(f"{self.name(key)}: must be an http(s) URL, not {value!r}")
         return value
 
-    def file(self, key: str, *, required: bool = False, must_exist: bool = True, default: Path | None = None) -> Any:
+    def file(self, key: str, *, required: bool = False, default: Path | None = None) -> Any:
+        """A path, made absolute from the config's directory. Not opened here: the command
+        that uses the file reads it and names this key if it cannot."""
         value = self.text(key, required=required)
         if value is None:
             return default
         path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.base / path
-        if must_exist and not path.exists():
-            raise ConfigError(f"{self.name(key)}: no such file {path}")
-        return path
+        return path if path.is_absolute() else self.base / path
 
     def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self._get(key, False)
@@ -196,7 +200,7 @@ def _gate(table: _Table, cache_path: Path) -> GateConfig:
     assert gate_id is not None
     if len(gate_id) > 64 or not all(c.isalnum() or c in "-_." for c in gate_id):
         raise ConfigError(f"gate.id: letters, digits, '-', '_' and '.' only, at most 64, not {gate_id!r}")
-    key = table.file("key", must_exist=False, default=cache_path.parent / "gate.key")
+    key = table.file("key", default=cache_path.parent / "gate.key")
     return GateConfig(gate_id, key, table.file("trust"))
 
 
@@ -222,6 +226,7 @@ def _upload(table: _Table) -> UploadConfig:
         max_unsent=table.number("max_unsent", 1_000_000, integer=True),
         retention_days=table.number("retention_days", 30.0),
         timeout_s=table.number("timeout_s", 10.0),
+        total_timeout_s=table.number("total_timeout_s", 60.0),
     )
     if (config.client_cert is None) != (config.client_key is None):
         raise ConfigError("upload.client_cert: client_cert and client_key go together")
@@ -254,7 +259,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     root = _Table(data, "", base)
     cache_table = root._get("cache", True)
     cache = _Table(cache_table, "cache", base)
-    cache_path = cache.file("path", required=True, must_exist=False)
+    cache_path = cache.file("path", required=True)
     cache_config = CacheConfig(cache_path, cache.flag("start_empty", False))
     cache.done()
     gate = _Table(root._get("gate", True), "gate", base)

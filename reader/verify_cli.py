@@ -167,12 +167,11 @@ class StoreChecker(Checker):
     memory). The cache is read once per process."""
 
     def __init__(self, policy_base: Policy, config: Any) -> None:
-        from reader.gate_state import load_state, open_cache
+        from reader.gate_state import read_gate_state
 
         super().__init__(policy_base)
         self.config = config
-        with open_cache(config) as store:
-            self.state = load_state(store, config.gate.trust)
+        self.state = read_gate_state(config)  # read-only: a one-shot check never changes the cache
         self.cache = CredentialCache()
 
     def check(self, request: Request) -> dict[str, Any]:

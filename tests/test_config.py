@@ -26,11 +26,9 @@ def test_minimal_config_has_the_spec_defaults(tmp_path: Path) -> None:
 
 
 def test_the_example_config_is_valid(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text()
-    for name in ("root.json", "collector-ca.pem", "upload.token"):
-        (tmp_path / name).write_text("x")
-        text = text.replace(f"/etc/gate-reader/{name}", str(tmp_path / name))
-    config = parse_config(text, tmp_path / "gate.toml")
+    # As shipped: none of the files it names exists here, and none needs to for the
+    # config to load (each command checks the files it uses; tests/test_config_paths.py).
+    config = parse_config(EXAMPLE.read_text(), tmp_path / "gate.toml")
     assert config.sync is not None and config.sync.interval_s == 30
     assert config.upload is not None and config.upload.max_unsent == 1_000_000
 
@@ -48,8 +46,6 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
         (MINIMAL + "[polcy]\n", "polcy: unknown table"),
         (MINIMAL + '[sync]\nmetadata_url = "ftp://x/"\n', "sync.metadata_url: must be an http(s) URL"),
         (MINIMAL + '[sync]\nmetadata_url = "https://x/m/"\ntargets_url = "https://x/t/"\n', "sync.root: missing"),
-        (MINIMAL + '[sync]\nmetadata_url = "https://x/m/"\ntargets_url = "https://x/t/"\nroot = "nope.json"\n',
-         "sync.root: no such file"),
         (MINIMAL + '[upload]\nurl = "https://c/"\n', "upload.ca: missing"),
         (MINIMAL + '[upload]\nurl = "http://127.0.0.1/"\nbatch = 0\n', "upload.batch: must be an integer above 0"),
         (MINIMAL + '[upload]\nurl = "http://127.0.0.1/"\nbatch = 2.5\n', "upload.batch"),

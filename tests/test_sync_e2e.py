@@ -61,6 +61,7 @@ def test_server_gone_keeps_the_data_and_says_why(centre, capsys) -> None:
     code, out, _ = run(capsys, "status", "--config", config, "--json")
     report = json.loads(out)
     assert report["status_lists"] and report["sync"]["last_error"]
+    assert code == 1 and [p for p in report["problems"] if p.startswith("sync failing")] == report["problems"]
     holder = Holder.generate("EdDSA")
     assert run(capsys, "verify", "--config", config, code_for(centre["issuer"], holder, 7))[0] == 0
 

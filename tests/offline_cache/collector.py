@@ -5,7 +5,7 @@ The standard library's http.server behind ssl, with a throwaway PKI made by
 stores batches, deduplicates events by id as a real collector must for the gate's resend-
 whole-batches rule to be safe, and can be told to misbehave: answer an error status (from
 the start or after N batches, or after storing the batch as if the answer were lost), be
-down (port closed), be slow, or demand a bearer token or a client certificate.
+down (port closed), be slow, trickle its answer, or demand a bearer token or a client certificate.
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ class Collector:
     fail_after: int = 0  # ...once this many batches were stored
     lose_answer: bool = False  # store the batch, then answer 500 as if the reply was lost
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # send the answer's head one byte at a time, this long apart
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
@@ -318,6 +319,15 @@ class _Handler(BaseHTTPRequestHandler):
         with collector._lock:
             collector.requests.append(Received(status, headers, body))
         payload = json.dumps(answer).encode()
+        if collector.trickle_s:
+            head = f"HTTP/1.1 {status} OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            for i in range(len(head)):
+                if collector._wake.wait(collector.trickle_s):
+                    return
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+            self.wfile.write(payload)
+            return
         self.send_response(status)
         if status == 401:
             self.send_header("WWW-Authenticate", "Bearer")

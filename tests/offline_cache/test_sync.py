@@ -260,6 +260,20 @@ def test_dribbling_server_is_bounded_by_the_total_deadline(env: Env, where: str)
 
 
 @pytest.mark.parametrize("where", ["metadata", "target"])
+def test_trickled_headers_hit_the_total_timeout(env: Env, where: str) -> None:
+    # One header byte every 0.2 s never trips a 0.5 s socket timeout, and the ~90 bytes of
+    # head would take ~18 s: the whole request, headers included, ends at the deadline.
+    url = "/metadata/timestamp.json" if where == "metadata" else env.target_url_path("legacy/cards.cwt")
+    env.server.fault(url, header_dribble_s=0.2)
+    start = time.monotonic()
+    err = env.fail("server timeout", timeout_s=0.5, total_timeout_s=1.0)
+    elapsed = time.monotonic() - start
+    assert 0.9 < elapsed < 2.0, elapsed
+    assert "deadline" in str(err) and url.rsplit("/", 1)[-1] in str(err)
+    env.recovers()
+
+
+@pytest.mark.parametrize("where", ["metadata", "target"])
 def test_connection_dropped_mid_download(env: Env, where: str) -> None:
     url = "/metadata/timestamp.json" if where == "metadata" else env.target_url_path("status/main.cwt")
     env.server.fault(url, drop_after=5)

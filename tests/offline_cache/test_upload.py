@@ -318,6 +318,22 @@ def test_slow_collector_is_bounded_by_the_timeout(collector: Collector, gate_key
     assert elapsed < 3.0  # a bound, not a benchmark: without the timeout this is 5 s
 
 
+def test_trickled_answer_hits_the_total_timeout(collector: Collector, gate_key: Ed25519PrivateKey) -> None:
+    # A byte of the answer's head every 0.1 s never trips the 0.5 s socket timeout; the
+    # whole request ends at total_timeout_s, nothing is marked sent, and the next run works.
+    collector.trickle_s = 0.1
+    journal = FakeJournal()
+    journal.append(2)
+    up = uploader(journal, collector, gate_key, timeout_s=0.5, total_timeout_s=1.0)
+    started = time.monotonic()
+    result = up.run_once()
+    elapsed = time.monotonic() - started
+    assert result.error is not None and "did not complete the request within 1 s" in result.error
+    assert journal.sent == {} and 0.9 < elapsed < 2.0, elapsed
+    collector.trickle_s = 0.0
+    assert up.run_once().sent == 2 and up.run_once().error is None  # the pool recovers, then keeps alive
+
+
 def test_heartbeat_only_when_nothing_is_unsent(collector: Collector, gate_key: Ed25519PrivateKey) -> None:
     journal = FakeJournal()
     up = uploader(journal, collector, gate_key, epoch=EPOCH)
@@ -375,7 +391,7 @@ def test_configuration_mistakes_raise(pki: Pki, gate_key: Ed25519PrivateKey, tmp
     garbage.write_text("not a certificate\n")
     base: dict[str, Any] = {"url": "https://127.0.0.1:9/e", "gate_id": GATE, "gate_key": gate_key, "heartbeat": dict}
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"ca_file": None}, "ca_file: required"),
+        ({"ca_file": None}, "upload.ca: required"),
         ({"ca_file": str(tmp_path / "missing.pem")}, "missing.pem: cannot load"),
         ({"ca_file": str(garbage)}, "garbage.pem: cannot load"),
         ({"ca_file": pki.ca_file, "client_cert": (pki.client_cert, str(tmp_path / "nokey"))}, "client certificate"),

@@ -2,8 +2,8 @@
 
 It serves ``metadata/`` and ``targets/`` of a repository directory as a static web server
 would (and nothing else: ``keys/`` sits beside them), logs every request path, and injects
-faults per path: another body, an HTTP status, a delay before the headers, a body dribbled
-byte by byte, a connection dropped mid-body. Use it as a context manager or ``start()`` /
+faults per path: another body, an HTTP status, a delay before the headers, the headers or
+the body dribbled byte by byte, a connection dropped mid-body. Use it as a context manager or ``start()`` /
 ``stop()``; it binds 127.0.0.1 on an ephemeral port.
 """
 
@@ -28,6 +28,7 @@ class Fault:
     status: int | None = None  # answer with this HTTP status
     delay_s: float = 0.0  # wait before sending the response headers
     dribble_s: float = 0.0  # send the body one byte at a time, this long apart
+    header_dribble_s: float = 0.0  # send the status line and headers one byte at a time, this long apart
     drop_after: int | None = None  # send this many body bytes (Content-Length says all), then hang up
     times: int | None = None  # apply to this many requests, then serve normally
 
@@ -52,12 +53,32 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 404
         if body is None:
             body = f"{status}\n".encode()
+        if fault is not None and fault.header_dribble_s:
+            self._dribble_headers(status, len(body), fault.header_dribble_s, owner._stopping)
+            if not self.close_connection:
+                self.wfile.write(body)
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
             self._send_body(body, fault, owner._stopping)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _dribble_headers(self, status: int, length: int, gap_s: float, stopping: threading.Event) -> None:
+        """A server that trickles its response head: each byte arrives well inside any
+        socket timeout, so only a deadline on the whole request can stop the client."""
+        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
+        try:
+            for i in range(len(head)):
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+                if stopping.wait(gap_s):
+                    self.close_connection = True
+                    return
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
