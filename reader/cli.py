@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_STDOUT_CLOSED} standard output closed before everything was written.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output: -v info, -vv debug (nfcpy stays at info: it logs nonces at debug)")
+                        help="more log output: -v info, -vv debug (nfcpy: warnings, info at -vv, never debug, "
+                        "where it logs nonces)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     verify_cli.add_parser(commands)
     cache_cli.add_parser(commands)
