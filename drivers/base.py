@@ -137,6 +137,12 @@ class SourceBase:
             # The consumer's failure is not the device's: keep reading, and say so loudly.
             log.exception("source %s: the consumer failed on a %s presentation", self.name, kind)
 
+    def _report_error(self, error: str) -> None:
+        """A problem the source survived and read past (a bad frame, a garbled line): shown
+        as ``health().last_error`` while the source stays up, so it is not silent."""
+        with self._lock:
+            self._health.last_error = error
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()

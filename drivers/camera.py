@@ -11,8 +11,17 @@
   That is the simulator: frames are played at ``fps`` and at their own size. When a file
   ends, the source stays **up and idle** until stopped (``health().extra["ended"]``): a
   replay would show the same codes again, which a gate must not take as new reads. With
-  ``loop=True`` it starts over (demos). A file that is missing or yields no frame is a
-  device loss, retried with backoff, so a simulator may write its file after the start.
+  ``loop=True`` it starts over (demos). A file that is missing or yields no readable frame
+  is a device loss, retried with backoff, so a simulator may write its file after the start.
+
+Bad frames: a frame that cannot be decoded (a corrupt PNG in a sequence, a damaged packet in
+a video), a read that raises inside OpenCV, or a frame no decoder can take (not 8-bit, an
+odd shape, smaller than the region of interest) is counted (``health().extra["bad_frames"]``,
+and ``health().last_error`` says what was wrong), skipped, and reading goes on. A file
+reports how many frames it holds, so a failed read before that count is a bad frame and one
+after it is the end. A source that cannot use any frame is down, not up: a file with no
+readable frame at all, and a camera (or a file that does not say its length) whose last
+``max_bad_in_a_row`` frames were all bad, are device losses and reconnect with backoff.
 
 Why the change gate: a camera looking at an empty gate sees the same scene all day. Each
 frame is shrunk to an 80x60 grey thumbnail (after the ROI) and compared with the previous
@@ -33,11 +42,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import cv2
 import numpy as np
@@ -65,6 +75,12 @@ def _redact(device: str | int) -> str:
     return re.sub(r"//[^/@]*@", "//***@", str(device))
 
 
+def _first_line(exc: BaseException) -> str:
+    """An OpenCV error's message is several lines (file, function, assertion): keep the first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two thumbnails, in grey levels."""
     return float(cv2.norm(a, b, cv2.NORM_L1)) / a.size
@@ -77,6 +93,10 @@ class CameraSource(SourceBase):
     ``capture_factory(device, api_preference)`` opens the capture; it defaults to
     ``cv2.VideoCapture`` and tests pass a fake one (a capture that fails and comes back).
     """
+
+    #: this many bad frames in a row from a camera (or a file of unknown length) is a loss:
+    #: 2 s at 15 fps, long past a glitch
+    max_bad_in_a_row = 30
 
     def __init__(
         self,
@@ -129,6 +149,12 @@ class CameraSource(SourceBase):
         self._in_view: list[str] = []  # what the last decode found
         self._seen: dict[str, float] = {}  # text -> monotonic time last seen
         self._frame_size: str | None = None
+        self._reads = 0  # reads since the capture was opened, bad ones included
+        self._length: int | None = None  # frames a file says it holds, when it says
+        self._misses = 0  # failed reads not yet known to be bad frames (a file of unknown length)
+        self._bad_in_a_row = 0
+        self._last_bad: str | None = None  # what was wrong with the last bad frame
+        self._stuck = 0  # sessions in a row lost to unusable frames (reset by a usable one)
         #: time.monotonic() when the frame being processed was read; a sink called in the
         #: source's thread can subtract it from Presentation.read_at (bench e2e figure)
         self.last_frame_at: float | None = None
@@ -138,6 +164,7 @@ class CameraSource(SourceBase):
         self.dropped_frames = 0  # live frames beyond fps, read and thrown away
         self.duplicates = 0  # reads dropped by the dedupe
         self.decode_errors = 0
+        self.bad_frames = 0  # frames that could not be read or used, skipped
 
     # -- configuration -------------------------------------------------------------------
 
@@ -169,6 +196,10 @@ class CameraSource(SourceBase):
     # -- SourceBase ----------------------------------------------------------------------
 
     def _open_device(self) -> None:
+        if self._stuck:
+            # It opened last time but gave nothing usable: back off as after a failed open
+            # (the base class reopens at once after a loss), and stay down meanwhile.
+            self._stop.wait(min(self.backoff_s[0] * 2 ** (self._stuck - 1), self.backoff_s[1]))
         # The dedupe memory survives a reconnect: a camera that blinks while a phone is held
         # up must not present the same code twice. The change gate starts afresh.
         self._ended = False
@@ -177,7 +208,7 @@ class CameraSource(SourceBase):
         self._moving = False
         self._in_view = []
         self._next_due = time.monotonic()
-        self._cap = self._open_capture()
+        self._start(self._open_capture())
         log.info("camera %s: opened %s (decoder %s, formats %s)", self.name, _redact(self.device),
                  self.decoder, ",".join(self.formats))
 
@@ -204,6 +235,20 @@ class CameraSource(SourceBase):
                 except cv2.error as exc:
                     log.debug("camera %s: property %s not set (%s)", self.name, prop, exc)
         return cap
+
+    def _start(self, cap: Any) -> None:
+        """Read from ``cap`` from its first frame; a file's length is asked once."""
+        self._cap = cap
+        self._frames_since_open = self._reads = self._misses = 0
+        if not self._stuck:  # a run of bad frames goes on across a reopen that did not help
+            self._bad_in_a_row = 0
+        self._length = None
+        if not self.live:
+            try:  # 0 or -1 when OpenCV does not know
+                length = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            except cv2.error:
+                length = 0.0
+            self._length = int(length) if math.isfinite(length) and length >= 1 else None
 
     def _release(self, cap: Any) -> None:
         try:
@@ -234,30 +279,109 @@ class CameraSource(SourceBase):
         # The next frame is due one period later; after a lag, from now (no catch-up burst).
         self._next_due = max(self._next_due + self._period, now)
         self.last_frame_at = now
-        self._process(frame, now)
+        try:
+            self._process(frame, now)
+        except cv2.error as exc:  # one frame OpenCV could not work on: skipped like a bad read
+            self._bad_frame(f"processing failed: {_first_line(exc)}")
 
     def _grab(self) -> np.ndarray | None:
-        """The next frame; None when a file ended (the source goes idle or starts over)."""
+        """The next usable frame; None when there is none this time: a bad frame was
+        skipped, or a file ended (the source goes idle or starts over)."""
+        self._reads += 1
+        error = None
         try:
             ok, frame = self._cap.read()
         except cv2.error as exc:
-            raise DeviceUnavailable(f"read failed: {exc}") from exc
-        if ok and frame is not None and frame.size:
+            if self.live:
+                self._lost(f"read failed: {_first_line(exc)}")
+            ok, frame, error = False, None, f"read {self._reads} failed: {_first_line(exc)}"
+        if ok and frame is not None:
+            problem = self._unusable(frame)
+            if problem is not None:
+                self._bad_frame(problem)
+                return None
             self._frames_since_open += 1
+            self._stuck = 0
+            if self._misses:  # a file of unknown length went on: those misses were bad frames
+                self._count_bad(f"{self._misses} frame(s) before frame {self._reads} could not be decoded",
+                                self._misses)
+                self._misses = 0
+            if self._bad_in_a_row:
+                log.info("camera %s: frames usable again after %d bad", self.name, self._bad_in_a_row)
+                self._bad_in_a_row = 0
             return frame
         if self.live:
-            raise DeviceUnavailable(f"{_redact(self.device)} returned no frame")
+            self._lost(f"{_redact(self.device)} returned no frame")
+        # A file: a frame that could not be read, or the end.
+        if self._length is not None:
+            if self._reads <= self._length:
+                self._bad_frame(error or f"frame {self._reads} of {self._length} could not be decoded")
+                return None
+        elif error is not None:
+            self._bad_frame(error)
+            return None
+        elif self._misses < self.max_bad_in_a_row:
+            self._misses += 1  # counted only if a frame follows; otherwise it was the end
+            return None
+        self._end_of_file()
+        return None
+
+    def _lost(self, message: str) -> NoReturn:
+        """A camera read failed: the device went away. If it gave no usable frame since it
+        was opened, reopening did not help: the next open backs off."""
         if self._frames_since_open == 0:
-            raise DeviceUnavailable(f"{_redact(self.device)} has no frames")
+            self._stuck += 1
+        raise DeviceUnavailable(message)
+
+    def _end_of_file(self) -> None:
+        if self._frames_since_open == 0:
+            why = f" (last bad frame: {self._last_bad})" if self._last_bad else ""
+            self._stuck += 1
+            raise DeviceUnavailable(f"{_redact(self.device)} has no readable frames{why}")
         if self.loop:
             log.debug("camera %s: file ended, starting over", self.name)
             self._close_device()
-            self._cap = self._open_capture()
-            self._frames_since_open = 0
-            return None
-        log.info("camera %s: file ended after %d frames; idle until stopped", self.name, self._frames_since_open)
+            self._start(self._open_capture())
+            return
+        log.info("camera %s: file ended after %d frames (%d bad); idle until stopped", self.name,
+                 self._frames_since_open, self.bad_frames)
         self._close_device()
         self._ended = True
+
+    def _count_bad(self, problem: str, count: int = 1) -> None:
+        """Count and report frames skipped (health's bad_frames and last_error)."""
+        self.bad_frames += count
+        self._bad_in_a_row += count
+        self._last_bad = problem
+        self._report_error(f"frame: {problem}")
+        # The first of a run is a warning; the rest would flood the log at the frame rate.
+        (log.warning if self._bad_in_a_row == count else log.debug)(
+            "camera %s: bad frame skipped (%s)", self.name, problem)
+
+    def _bad_frame(self, problem: str) -> None:
+        """A frame skipped; a camera (or a file of unknown length) that gives nothing but
+        bad frames is lost, not up. A file of known length ends after its last frame."""
+        self._count_bad(problem)
+        if not self.live and self._length is not None:
+            return
+        # After a session lost this way, the first bad frame ends the next one too.
+        if self._bad_in_a_row >= (1 if self._stuck else self.max_bad_in_a_row):
+            self._stuck += 1
+            raise DeviceUnavailable(f"{self._bad_in_a_row} frames in a row could not be used (last: {problem})")
+
+    def _unusable(self, frame: Any) -> str | None:
+        """Why the decoders cannot take this frame, or None. Checked before any OpenCV call,
+        which would raise (or misread) on such a frame."""
+        if not isinstance(frame, np.ndarray) or frame.size == 0:
+            return "an empty frame"
+        if frame.dtype != np.uint8:
+            return f"{frame.dtype} pixels, not 8-bit"
+        if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))):
+            return f"a frame of shape {frame.shape}"
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            if frame[y:y + h, x:x + w].size == 0:
+                return f"roi: {self.roi} lies outside the {frame.shape[1]}x{frame.shape[0]} frame"
         return None
 
     # -- one frame -----------------------------------------------------------------------
@@ -266,11 +390,7 @@ class CameraSource(SourceBase):
         if self.roi is None:
             return frame
         x, y, w, h = self.roi
-        region = frame[y:y + h, x:x + w]
-        if region.size == 0:
-            size = f"{frame.shape[1]}x{frame.shape[0]}"
-            raise DriverConfigError(f"roi: {self.roi} lies outside the {size} frame")
-        return region
+        return frame[y:y + h, x:x + w]  # not empty: _unusable checked it
 
     def _process(self, frame: np.ndarray, now: float) -> None:
         self.frames += 1
@@ -340,6 +460,8 @@ class CameraSource(SourceBase):
             "dropped_frames": self.dropped_frames,
             "duplicates": self.duplicates,
             "decode_errors": self.decode_errors,
+            "bad_frames": self.bad_frames,
+            "last_bad_frame": self._last_bad,
             "ended": self._ended,
         }
         return health

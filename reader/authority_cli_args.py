@@ -14,6 +14,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import logging
 import math
 import os
 import re
@@ -71,8 +72,10 @@ _LOWER_HEX = re.compile(r"[0-9a-f]*[a-f][0-9a-f]*")
 
 
 def fail_line(message: str) -> int:
-    """Print the one error line the command promises and return exit status 2."""
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    """Print the one error line the command promises and return exit status 2. It goes
+    through the entry point's logging (``gate-reader authority: error: ...``), so that under
+    systemd the journal files it as an error, not at info."""
+    logging.getLogger(PROG.replace(" ", ".")).error("%s", " ".join(message.split()))
     return 2
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import queue
 import socket
 import statistics
@@ -30,6 +31,10 @@ from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_c
 from reader.gatepass.decide import Clock, decide_nfc
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
+
+#: A failure is one line on stderr at error level ("gate-reader bench nfc: error: ..."),
+#: through the entry point's logging; stdout carries only the figures.
+say = logging.getLogger("gate-reader.bench.nfc")
 
 _WARMUP = 5
 _URI = "https://status.example/bench-nfc"
@@ -122,12 +127,12 @@ def run(args: argparse.Namespace) -> int:
                     presentations.append(presentation)
             for presentation in presentations:
                 if presentation.kind != "nfc":
-                    print(f"bench nfc: {alg}: a tap gave a {presentation.kind} presentation")
+                    say.error("%s: a tap gave a %s presentation", alg, presentation.kind)
                     return 1
                 decision = decide_nfc(presentation.payload, presentation.challenge, clock=Clock(time.time()),
                                       trust=trust, lists=lists)
                 if not decision.granted:
-                    print(f"bench nfc: {alg}: presentation denied ({decision.reason}: {decision.detail})")
+                    say.error("%s: presentation denied (%s: %s)", alg, decision.reason, decision.detail)
                     return 1
             sizes[alg] = len(presentations[0].payload)
             results[alg] = _summary(times_ms, apdus)
@@ -135,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             all_apdus += apdus
     except queue.Empty:
         health = bench.source.health()
-        print(f"bench nfc: no presentation within 10 s (source up={health.up}, last error: {health.last_error})")
+        say.error("no presentation within 10 s (source up=%s, last error: %s)", health.up, health.last_error)
         return 1
     finally:
         bench.source.close()

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TextIO
 
 from reader.errors import ConfigError
@@ -17,11 +18,19 @@ from reader.gatepass.decide import Clock, CredentialCache, Decision, Policy, dec
 from reader.gatepass.envelope import DEFAULT_PREFIXES
 from reader.gatepass.statuslist import StatusList, StatusLists, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore
-from reader.timeparse import parse_time
+from reader.timeparse import check_duration, parse_clock, parse_duration
+from reader.verify_requests import Request, challenge, read_request_lines, request_from_json
+
+log = logging.getLogger(__name__)
+#: What the command says to its user: one line per failure, rendered by the entry point
+#: as "gate-reader verify: error: ..." (with a syslog priority when stderr is the journal).
+say = logging.getLogger("gate-reader.verify")
 
 _DEFAULTS = Policy()
 MAX_STATUS_FILE_BYTES = 32 << 20
-MAX_JSONL_LINE_CHARS = 1 << 20
+#: The policy's durations and the option that sets each.
+_DURATIONS = (("window_s", "--window"), ("future_skew_s", "--future-skew"), ("skew_s", "--skew"),
+              ("max_age_s", "--max-age"))
 
 _DESCRIPTION = """\
 Decide grant or deny for one credential, offline, exactly as a gate would (GatePass v1),
@@ -32,13 +41,18 @@ With --nfc, PAYLOAD is the hex of the bytes an NFC holder answered to that chall
 
 _EPILOG = """\
 exit status: 0 grant, 1 deny, 2 usage or configuration error (with --jsonl: 0 once every
-line is answered).
+line is answered); 141 when standard output was closed early (| head).
+
+Times (--at, "at") are epoch seconds or ISO 8601 from 1970 to 9999-12-31T23:59:59Z, and
+durations (--window, --future-skew, --skew, --max-age) finite seconds >= 0; anything else
+(NaN, infinity, a 400-digit number) is refused, never decided on.
 
 --jsonl reads one JSON object per line from standard input with the keys "payload"
 (required), "at", "trust", "status", "prefix" (a list), "allow_static" and "nfc"; unknown
 keys are ignored, paths are relative to the working directory. Each line is an
 independent one-shot check (no replay memory) and gets exactly one JSON line back, in
-order; a line that is not a valid request gets {"error": "..."}.
+order; a line that is not a valid request (not JSON, NaN or Infinity, nested deeper than
+8 levels, longer than 1 MiB, not UTF-8, a time out of range) gets {"error": "..."}.
 
 A result holds decision (grant/deny), reason (spec section 7), subject, issuer, kid (hex),
 assurance (high, static, low), credential_hash (short hash of the credential id), detail,
@@ -78,38 +92,52 @@ def add_parser(commands: Any) -> None:
                         help="accept static passes (an issuer credential shown without a holder signature)")
     parser.add_argument("--nfc", metavar="RNONCE_HEX",
                         help="NFC check: the 16-byte challenge the gate sent, as hex; PAYLOAD is then hex")
-    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s, metavar="S",
-                        help="QR freshness window in seconds (default %(default)g)")
-    parser.add_argument("--future-skew", type=float, default=_DEFAULTS.future_skew_s, metavar="S",
-                        help="how far ahead a QR presentation's iat may be, seconds (default %(default)g)")
-    parser.add_argument("--skew", type=float, default=_DEFAULTS.skew_s, metavar="S",
-                        help="clock skew allowed for a credential's or list's iat, seconds (default %(default)g)")
-    parser.add_argument("--max-age", type=float, default=_DEFAULTS.max_age_s, metavar="S",
-                        help="a status list older than this is stale, seconds (default %(default)g)")
+    # A duration is checked as argparse reads it: NaN or infinity would turn every
+    # comparison of the policy into "fresh" or "stale" whatever the times.
+    parser.add_argument("--window", type=_duration("--window"), metavar="S",
+                        help=f"QR freshness window in seconds (default {_DEFAULTS.window_s:g})")
+    parser.add_argument("--future-skew", type=_duration("--future-skew"), metavar="S",
+                        help="how far ahead a QR presentation's iat may be, seconds "
+                        f"(default {_DEFAULTS.future_skew_s:g})")
+    parser.add_argument("--skew", type=_duration("--skew"), metavar="S",
+                        help="clock skew allowed for a credential's or list's iat, seconds "
+                        f"(default {_DEFAULTS.skew_s:g})")
+    parser.add_argument("--max-age", type=_duration("--max-age"), metavar="S",
+                        help=f"a status list older than this is stale, seconds (default {_DEFAULTS.max_age_s:g})")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the result as one JSON object")
     output.add_argument("--jsonl", action="store_true", help="answer JSON requests from stdin, one per line")
     parser.set_defaults(func=run)
 
 
-@dataclass(frozen=True)
-class Request:
-    """One check, as given on the command line or on one --jsonl line."""
+def _duration(option: str) -> Any:
+    """An argparse ``type`` for a duration option: a usage error (exit 2) names the option."""
 
-    payload: str
-    at: float | None
-    trust: tuple[str, ...]
-    status: tuple[str, ...]
-    prefixes: tuple[str, ...]
-    allow_static: bool
-    nfc: bytes | None
+    def parse(text: str) -> float:
+        try:
+            return parse_duration(text, "value")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def checked_policy(policy: Policy, where: str = "policy") -> Policy:
+    """``policy`` if each duration is finite and in range; a ConfigError naming it otherwise.
+    The one gate every policy passes before it decides anything, whatever made it."""
+    for name, _ in _DURATIONS:
+        try:
+            check_duration(getattr(policy, name), f"{where} {name}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return policy
 
 
 class Checker:
     """Answers requests; trust stores and list files are read once per process."""
 
     def __init__(self, policy_base: Policy) -> None:
-        self.policy_base = policy_base
+        self.policy_base = checked_policy(policy_base)
         self._trust: dict[tuple[str, ...], TrustStore] = {}
         self._caches: dict[tuple[str, ...], CredentialCache] = {}
         self._files: dict[str, bytes] = {}
@@ -179,7 +207,7 @@ class StoreChecker(Checker):
 
         if request.trust or request.status:
             raise ConfigError("with --config the trust anchors and lists come from the cache, not trust/status")
-        policy = self.config.policy.policy()
+        policy = checked_policy(self.config.policy.policy(), "[policy]")
         if request.allow_static:
             policy = replace(policy, allow_static=True)
         if request.at is not None:
@@ -214,60 +242,6 @@ def _decide(
     return decide_nfc(response, request.nfc, clock=clock, trust=trust, lists=lists, policy=policy, cache=cache)
 
 
-def _challenge(text: str) -> bytes:
-    try:
-        challenge = bytes.fromhex(text)
-    except ValueError:
-        raise ConfigError(f"nfc challenge {text!r} is not hex") from None
-    if len(challenge) != 16:
-        raise ConfigError(f"nfc challenge must be 16 bytes, got {len(challenge)}")
-    return challenge
-
-
-def _strings(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise ConfigError(f"{key} must be a string or a list of strings")
-
-
-def request_from_json(line: str) -> Request:
-    """One --jsonl line as a Request; ConfigError says what is wrong with it."""
-    if len(line) > MAX_JSONL_LINE_CHARS:
-        raise ConfigError(f"request line longer than {MAX_JSONL_LINE_CHARS} characters")
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("a request must be a JSON object")
-    payload = data.get("payload")
-    if not isinstance(payload, str):
-        raise ConfigError("payload must be a string")
-    at = data.get("at")
-    if at is not None:
-        if isinstance(at, bool) or not isinstance(at, int | float | str):
-            raise ConfigError("at must be epoch seconds or an ISO 8601 string")
-        at = parse_time(at) if isinstance(at, str) else float(at)
-    allow_static = data.get("allow_static", False)
-    if not isinstance(allow_static, bool):
-        raise ConfigError("allow_static must be true or false")
-    nfc = data.get("nfc")
-    if nfc is not None and not isinstance(nfc, str):
-        raise ConfigError("nfc must be a hex string")
-    prefixes = _strings(data["prefix"], "prefix") if data.get("prefix") is not None else DEFAULT_PREFIXES
-    return Request(
-        payload=payload,
-        at=at,
-        trust=_strings(data.get("trust", []), "trust"),
-        status=_strings(data.get("status", []), "status"),
-        prefixes=prefixes,
-        allow_static=allow_static,
-        nfc=_challenge(nfc) if nfc is not None else None,
-    )
-
-
 def _read_payload(argument: str | None, stdin: TextIO) -> str:
     if argument is None:
         raise ConfigError("a PAYLOAD (or '-' for standard input) is required")
@@ -296,25 +270,47 @@ def _print_human(result: dict[str, Any], out: TextIO) -> None:
         print(f"  status list {entry['file']}: {state}", file=out)
 
 
+def _answer(checker: Checker, line: str | ConfigError, number: int) -> str:
+    """The one JSON line that answers a request line, whatever went wrong with it."""
+    if isinstance(line, ConfigError):
+        return json.dumps({"error": str(line)})
+    try:
+        return json.dumps(checker.check(request_from_json(line)), allow_nan=False)
+    except (ConfigError, ValueError) as exc:
+        return json.dumps({"error": str(exc)})
+    except Exception as exc:
+        # A defect of ours must not cost the lines after it their answers; the traceback
+        # goes to the log once, the line gets an error naming it.
+        log.exception("verify --jsonl: request line %d: unexpected %s", number, type(exc).__name__)
+        return json.dumps({"error": f"internal error ({type(exc).__name__}); logged with its traceback"})
+
+
 def _run_jsonl(checker: Checker, stdin: TextIO, out: TextIO) -> int:
-    for line in stdin:
-        try:
-            answer = checker.check(request_from_json(line))
-        except (ConfigError, ValueError) as exc:
-            answer = {"error": str(exc)}
-        out.write(json.dumps(answer) + "\n")
+    for number, line in enumerate(read_request_lines(stdin), 1):
+        # A closed stdout (| head) raises BrokenPipeError here; the entry point ends quietly.
+        out.write(_answer(checker, line, number) + "\n")
         out.flush()
     return 0
+
+
+def _policy_from(args: argparse.Namespace) -> tuple[Policy, list[str]]:
+    """The spec defaults with the durations given on the command line, and those options."""
+    given = {name: getattr(args, name.removesuffix("_s")) for name, _ in _DURATIONS}
+    options = [option for name, option in _DURATIONS if given[name] is not None]
+    return replace(_DEFAULTS, **{name: value for name, value in given.items() if value is not None}), options
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     stdin = stdin or sys.stdin
     out = out or sys.stdout
-    base = Policy(window_s=args.window, future_skew_s=args.future_skew, skew_s=args.skew, max_age_s=args.max_age)
+    base, duration_options = _policy_from(args)
     try:
         if args.config is not None:
             if args.trust or args.status:
                 raise ConfigError("--config takes the trust anchors and lists from the cache: drop --trust/--status")
+            if duration_options:
+                raise ConfigError(f"--config takes the windows and skews from its [policy]: drop "
+                                  f"{'/'.join(duration_options)}")
             from offline_cache.errors import CacheError
             from reader.config import load_config
 
@@ -325,30 +321,30 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
         else:
             checker = Checker(base)
     except ConfigError as exc:
-        print(f"gate-reader verify: error: {exc}", file=sys.stderr)
+        say.error("%s", exc)
         return 2
     if args.jsonl:
         if args.payload is not None:
-            print("gate-reader verify: error: --jsonl takes its requests from stdin, not PAYLOAD", file=sys.stderr)
+            say.error("--jsonl takes its requests from stdin, not PAYLOAD")
             return 2
         return _run_jsonl(checker, stdin, out)
     try:
         request = Request(
             payload=_read_payload(args.payload, stdin),
-            at=parse_time(args.at) if args.at is not None else None,
+            at=parse_clock(args.at) if args.at is not None else None,
             trust=tuple(args.trust),
             status=tuple(args.status),
             prefixes=tuple(args.prefix) if args.prefix else DEFAULT_PREFIXES,
             allow_static=args.allow_static,
-            nfc=_challenge(args.nfc) if args.nfc is not None else None,
+            nfc=challenge(args.nfc) if args.nfc is not None else None,
         )
         result = checker.check(request)
+        text = json.dumps(result, allow_nan=False) if args.json else None
     except (ConfigError, ValueError) as exc:
-        print(f"gate-reader verify: error: {exc}", file=sys.stderr)
+        say.error("%s", exc)
         return 2
-    if args.json:
-        out.write(json.dumps(result) + "\n")
+    if text is not None:
+        out.write(text + "\n")
     else:
         _print_human(result, out)
     return 0 if result["decision"] == "grant" else 1
-

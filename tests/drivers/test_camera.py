@@ -287,6 +287,211 @@ def test_roi_outside_the_frame_is_a_reported_error(tmp_path: Path, base: np.ndar
         assert source.running
 
 
+# -- bad frames ----------------------------------------------------------------------------
+
+def play_to_end(device: str, **kwargs: Any) -> tuple[CameraSource, list[Presentation]]:
+    """As play(), for files with bad frames: it ends up and idle, never reconnected, and its
+    last_error names the last bad frame."""
+    sink: queue.Queue = queue.Queue()
+    kwargs.setdefault("fps", 200)
+    source = CameraSource("cam", sink, device=device, **kwargs)
+    with source:
+        assert wait_for(lambda: bool(source.health().extra["ended"])), source.health()
+        health = source.health()
+        assert health.up and health.reconnects == 0 and source.running, health
+        assert (health.last_error or "").startswith("frame: ") and health.extra["last_bad_frame"], health
+        assert health.extra["bad_frames"] == source.bad_frames
+    return source, drain(sink)
+
+
+def code_frames(base: np.ndarray, text: str, empty: int, with_code: int) -> list[np.ndarray]:
+    """An empty gate, then a phone showing ``text``."""
+    code = centred(code_image(text, 4), W, H)
+    return frames_with(base, [], empty) + frames_with(base, [code], with_code, seed=empty, jitter=True)
+
+
+def test_corrupt_png_in_a_sequence_is_counted_skipped_and_later_frames_read(tmp_path: Path, texts: list[str],
+                                                                            base: np.ndarray) -> None:
+    pattern = write_png_sequence(code_frames(base, texts[0], 3, 4), tmp_path)
+    first_code = tmp_path / "00003.png"
+    first_code.write_bytes(first_code.read_bytes()[:60])  # cut off mid-header: the decoder fails
+    source, got = play_to_end(pattern)
+    assert [p.payload for p in got] == [texts[0]]  # read from the frames after the bad one
+    assert source.bad_frames == 1 and source.frames == 6
+    assert source.health().extra["last_bad_frame"] == "frame 4 of 7 could not be decoded"
+
+
+def _jpeg_starts(data: bytes) -> list[int]:
+    return [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+
+
+def test_video_with_a_corrupt_packet_is_read_past_it(tmp_path: Path, texts: list[str], base: np.ndarray) -> None:
+    video = Path(write_mjpg(code_frames(base, texts[1], 3, 5), tmp_path / "gate.avi", 15))
+    data = bytearray(video.read_bytes())
+    start = _jpeg_starts(bytes(data))[3]  # the first frame with the code
+    data[start:start + 400] = bytes(400)
+    video.write_bytes(bytes(data))
+    source, got = play_to_end(str(video))
+    assert [p.payload for p in got] == [texts[1]]
+    assert source.bad_frames == 1 and source.frames == 7
+
+
+def test_truncated_video_ends_with_its_missing_frames_counted(tmp_path: Path, texts: list[str],
+                                                              base: np.ndarray) -> None:
+    video = Path(write_mjpg(code_frames(base, texts[1], 1, 7), tmp_path / "cut.avi", 15))
+    data = video.read_bytes()
+    video.write_bytes(data[:_jpeg_starts(data)[5] + 100])  # the header still says 8 frames
+    source, got = play_to_end(str(video))
+    assert [p.payload for p in got] == [texts[1]]
+    assert (source.frames, source.bad_frames) == (5, 3)
+
+
+class ScriptedFile:
+    """A file capture over a real VideoCapture of a PNG sequence, with extra reads slipped
+    in at given read numbers: a frame no decoder takes, a failed read, or an OpenCV error.
+    ``length`` is what it says CAP_PROP_FRAME_COUNT is (None: the real count plus extras)."""
+
+    def __init__(self, pattern: str, script: dict[int, Any], length: float | None = None) -> None:
+        self._cap = cv2.VideoCapture(pattern)
+        self._script = script
+        self._reads = 0
+        self._length = length
+
+    def isOpened(self) -> bool:  # cv2's name
+        return self._cap.isOpened()
+
+    def get(self, prop: int) -> float:
+        assert prop == cv2.CAP_PROP_FRAME_COUNT
+        if self._length is not None:
+            return self._length
+        return self._cap.get(prop) + len(self._script)
+
+    def read(self) -> tuple[bool, Any]:
+        self._reads += 1
+        action = self._script.get(self._reads)
+        if action is None:
+            return self._cap.read()
+        if isinstance(action, cv2.error):
+            raise action
+        return action
+
+    def release(self) -> None:
+        self._cap.release()
+
+
+CV2_ERROR = cv2.error("OpenCV(5.0.0) cap.cpp:1: error: (-2:Unspecified error) read failed in function 'read'\n")
+ODD_FRAMES = {
+    2: (True, np.zeros((H, W, 3), np.uint16)),  # 16-bit pixels
+    3: (True, np.zeros(W * H, np.uint8)),  # one-dimensional
+    4: (True, np.zeros((H, W, 2), np.uint8)),  # two channels
+    5: (True, np.zeros((0, 0, 3), np.uint8)),  # empty
+    6: (False, None),  # a read that failed before the end
+    7: CV2_ERROR,  # a read that raised inside OpenCV
+}
+
+
+def scripted_source(pattern: str, script: dict[int, Any], sink: queue.Queue, length: float | None = None,
+                    **kwargs: Any) -> CameraSource:
+    return CameraSource("cam", sink, device=pattern, fps=200,
+                        capture_factory=lambda device, api: ScriptedFile(device, script, length), **kwargs)
+
+
+def test_frames_no_decoder_can_take_and_read_errors_are_skipped(tmp_path: Path, texts: list[str],
+                                                                base: np.ndarray) -> None:
+    pattern = write_png_sequence(code_frames(base, texts[2], 2, 3), tmp_path)
+    sink: queue.Queue = queue.Queue()
+    with scripted_source(pattern, ODD_FRAMES, sink) as source:
+        assert wait_for(lambda: bool(source.health().extra["ended"]))
+        health = source.health()
+    assert [p.payload for p in drain(sink)] == [texts[2]]  # the code came after six bad reads
+    assert health.up and health.reconnects == 0
+    assert (source.frames, source.bad_frames) == (5, 6)
+    assert health.extra["last_bad_frame"] == "read 7 failed: OpenCV(5.0.0) cap.cpp:1: error: (-2:Unspecified " \
+        "error) read failed in function 'read'"
+
+
+def test_file_of_unknown_length_reads_past_a_failed_read(tmp_path: Path, texts: list[str],
+                                                         base: np.ndarray) -> None:
+    pattern = write_png_sequence(code_frames(base, texts[0], 2, 3), tmp_path)
+    sink: queue.Queue = queue.Queue()
+    with scripted_source(pattern, {2: (False, None)}, sink, length=0) as source:
+        assert wait_for(lambda: bool(source.health().extra["ended"]))
+        health = source.health()
+    assert [p.payload for p in drain(sink)] == [texts[0]]
+    assert health.up and (source.frames, source.bad_frames) == (5, 1)  # the misses at the end were the end
+
+
+def test_file_of_unknown_length_that_only_raises_is_down_not_up(tmp_path: Path, base: np.ndarray) -> None:
+    pattern = write_png_sequence(frames_with(base, [], 3), tmp_path)
+    always = dict.fromkeys(range(2, 10_000), CV2_ERROR)
+    source = scripted_source(pattern, always, queue.Queue(), length=-1)
+    source.max_bad_in_a_row = 5
+    source.backoff_s = (0.05, 0.1)
+    with source:
+        assert wait_for(lambda: source.health().reconnects >= 1)
+        health = source.health()
+        assert source.running
+    assert "frames in a row could not be used" in (health.last_error or ""), health
+    assert not source.health().extra["ended"]
+
+
+def test_file_without_a_readable_frame_is_down_not_up(tmp_path: Path, base: np.ndarray) -> None:
+    pattern = write_png_sequence(frames_with(base, [], 3), tmp_path)
+    for path in tmp_path.glob("*.png"):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    source = CameraSource("cam", queue.Queue(), device=pattern, fps=200)
+    source.backoff_s = (0.05, 0.1)
+    with source:
+        assert wait_for(lambda: "has no readable frames" in (source.health().last_error or ""))
+        assert not source.health().up and not source.health().extra["ended"]
+        assert source.running
+
+
+class OddCamera:
+    """A live camera that opens but delivers only 16-bit frames (a mode no decoder takes),
+    or, with ``frames=False``, no frame at all."""
+
+    def __init__(self, frames: bool = True) -> None:
+        self.frames = frames
+
+    def isOpened(self) -> bool:  # cv2's name
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(0.002)
+        return (True, np.zeros((48, 64), np.uint16)) if self.frames else (False, None)
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("frames", "error"), [
+    (True, "read: 5 frames in a row could not be used (last: uint16 pixels, not 8-bit)"),
+    (False, "read: 0 returned no frame"),
+])
+def test_camera_that_opens_but_gives_nothing_usable_is_down_and_backs_off(frames: bool, error: str) -> None:
+    opened: list[OddCamera] = []
+
+    def factory(device: Any, api: int) -> OddCamera:
+        opened.append(OddCamera(frames))
+        return opened[-1]
+
+    source = CameraSource("cam", queue.Queue(), device=0, fps=1000, capture_factory=factory)
+    source.max_bad_in_a_row = 5
+    source.backoff_s = (0.5, 1.0)
+    with source:
+        assert wait_for(lambda: source.health().reconnects >= 1)
+        time.sleep(0.05)
+        health = source.health()
+        # down, and backing off before it opens the camera again (not reopening in a tight loop)
+        assert not health.up and len(opened) == 1 and source.running
+    assert health.last_error == error
+    assert source.bad_frames == (5 if frames else 0) and source.frames == 0
+
+
 # -- lifecycle -----------------------------------------------------------------------------
 
 def test_stop_is_prompt_and_close_idempotent(tmp_path: Path, base: np.ndarray) -> None:
