@@ -1,7 +1,7 @@
 """The gate's configuration: one TOML file, read once into frozen dataclasses.
 
 Every mistake is refused at start with the key path in the message
-(``sync.interval_s: must be a number above 0``), and an unknown key is a mistake too: a
+(``sync.interval_s: must be a finite number above 0 ...``), and an unknown key is a mistake too: a
 misspelt ``max_agе_s`` silently ignored would leave a gate on a default nobody chose.
 Relative paths are taken from the config file's own directory.
 
@@ -13,6 +13,7 @@ installed, and ``status`` works with a sync root that went missing.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from reader.files import read_limited
 from reader.gatepass.verdict import Policy
 
 MAX_CONFIG_BYTES = 1 << 20
+# The largest number a config key takes (seconds, counts): ~31 years of seconds, far above any
+# sane value and far below where float arithmetic on epoch times loses whole seconds.
+MAX_NUMBER = 1e9
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,19 @@ class _Table:
             return default
         return self._check(key, value, isinstance(value, str) and value.strip() != "", "a non-empty string")
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0, integer: bool = False) -> Any:
+    def number(self, key: str, default: float, *, minimum: float = 0.0, inclusive: bool = False,
+               integer: bool = False) -> Any:
+        """A finite number above ``minimum`` (or at it, when ``inclusive``) and at most
+        MAX_NUMBER: NaN, infinity and 1e999 (TOML reads all three) would reach the clock
+        and the policy unchecked, and ``inf`` seconds of freshness window is no window."""
         value = self._get(key, False)
         if value is None:
             return default
         kinds = (int,) if integer else (int, float)
-        ok = isinstance(value, kinds) and not isinstance(value, bool) and value > minimum
-        return self._check(key, value, ok, f"{'an integer' if integer else 'a number'} above {minimum:g}")
+        ok = (isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+              and (value >= minimum if inclusive else value > minimum) and value <= MAX_NUMBER)
+        bound = f"{'at least' if inclusive else 'above'} {minimum:g} and at most {MAX_NUMBER:g}"
+        return self._check(key, value, ok, f"{'an integer' if integer else 'a finite number'} {bound}")
 
     def flag(self, key: str, default: bool) -> bool:
         value = self._get(key, False)
@@ -242,8 +252,8 @@ def _policy(table: _Table) -> PolicyConfig:
         static_passes=table.flag("static_passes", False),
         legacy_cards=table.flag("legacy_cards", False),
         window_s=table.number("window_s", 30.0),
-        future_skew_s=table.number("future_skew_s", 5.0, minimum=-1),
-        skew_s=table.number("skew_s", 300.0, minimum=-1),
+        future_skew_s=table.number("future_skew_s", 5.0, inclusive=True),
+        skew_s=table.number("skew_s", 300.0, inclusive=True),
         prefixes=table.strings("prefixes", ("GP1:",)),
     )
 

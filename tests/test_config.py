@@ -38,7 +38,7 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     [
         ('[gate]\nid = "g1"\n', "cache: missing"),
         (MINIMAL.replace('"g1"', '"g 1"'), "gate.id"),
-        (MINIMAL + "[policy]\nmax_age_s = 0\n", "policy.max_age_s: must be a number above 0"),
+        (MINIMAL + "[policy]\nmax_age_s = 0\n", "policy.max_age_s: must be a finite number above 0"),
         (MINIMAL + '[policy]\nmax_age_s = "1d"\n', "policy.max_age_s"),
         (MINIMAL + '[policy]\non_stale = "maybe"\n', 'policy.on_stale: must be "deny" or "allow"'),
         (MINIMAL + "[policy]\nstatic_passes = 1\n", "policy.static_passes: must be true or false"),
@@ -60,3 +60,25 @@ def test_mistakes_name_their_key(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("window_s = inf", "policy.window_s"),
+        ("window_s = nan", "policy.window_s"),
+        ("max_age_s = 1e999", "policy.max_age_s"),
+        ("max_age_s = 1e300", "policy.max_age_s"),
+        ("skew_s = -0.5", "policy.skew_s"),
+        ("future_skew_s = -inf", "policy.future_skew_s"),
+    ],
+)
+def test_non_finite_or_out_of_range_durations_are_refused(tmp_path: Path, line: str, key: str) -> None:
+    # TOML reads inf, nan and 1e999; each would reach the clock or the policy unchecked.
+    with pytest.raises(ConfigError, match=re.escape(key) + ": must be a finite number"):
+        parse_config(MINIMAL + "[policy]\n" + line + "\n", tmp_path / "gate.toml")
+
+
+def test_zero_skews_are_allowed(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL + "[policy]\nskew_s = 0\nfuture_skew_s = 0\n", tmp_path / "gate.toml")
+    assert (config.policy.skew_s, config.policy.future_skew_s) == (0, 0)
