@@ -34,6 +34,7 @@ from reader.gatepass.cose import (
     KID_INVALID,
     CoseFormatError,
     Sign1,
+    ed25519_key_problem,
     is_supported_alg,
     parse_sign1,
     string_span,
@@ -86,7 +87,8 @@ class _IssuerCredential:
     kid: bytes | None
     signature_reason: str | None  # None when the issuer signature is good; _UNCHECKED before
     signature_detail: str | None
-    holder_key: Any = None  # a cryptography public key, False if cnf is not a valid point
+    # A cryptography public key; text saying why not when the cnf key must not be used.
+    holder_key: Any = None
 
 
 class CredentialCache:
@@ -221,13 +223,19 @@ _P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010
 
 
 def _holder_public_key(key: HolderKey) -> Any:
-    """The holder's key as a cryptography object, or False if it is not a valid point."""
+    """The holder's key as a cryptography object, or text saying why it is not a valid
+    point (spec 2: then the presentation is bad_holder_signature)."""
     try:
         if key.kty == KTY_EC2:
+            # P-256 has cofactor 1 and OpenSSL checks the point is on the curve: no small
+            # subgroup to fall into, and the identity has no uncompressed encoding.
             return load_der_public_key(_P256_SPKI_PREFIX + key.x + key.y)  # type: ignore[operator]
+        problem = ed25519_key_problem(key.x)
+        if problem is not None:
+            return problem  # OpenSSL would verify a forgery under it: see cose.py
         return ed25519.Ed25519PublicKey.from_public_bytes(key.x)
     except (ValueError, TypeError):
-        return False
+        return "not a valid point"
 
 
 # Each check below returns its result ("ok", "fail" or "skipped") and records what failed in
@@ -466,8 +474,8 @@ def _check_holder(failures: Failures, credential: _IssuerCredential, presentatio
         expected_alg, kind = ALG_ES256, "P-256"
     else:
         expected_alg, kind = ALG_EDDSA, "Ed25519"
-    if public_key is False:
-        failures.setdefault("bad_holder_signature", "the cnf key is not a valid point")
+    if type(public_key) is str:
+        failures.setdefault("bad_holder_signature", f"the cnf key is {public_key}")
     elif type(presentation.alg) is not int or presentation.alg != expected_alg:  # -7.0 is not -7
         failures.setdefault("bad_holder_signature", "the presentation alg does not fit the cnf key")
     elif verify_signature(expected_alg, public_key, presentation.signature, presentation.to_be_signed(), kind):
