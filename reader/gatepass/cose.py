@@ -36,6 +36,14 @@ _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 _SIGNATURE1_PREFIX = b"\x84" + b"\x6aSignature1"
 
+# Item budgets (cbor.loads ``max_items``) of the decodes a COSE object needs before its
+# signature can be checked. A COSE_Sign1 is five items and its unprotected header; a
+# GatePass header holds one to three parameters (a pair is two items). The budgets leave
+# room for what other COSE producers add (a content type, an x5chain array), not for the
+# thousands of items a hostile code packs into 4096 characters: past them the decode stops.
+MAX_ENVELOPE_ITEMS = 64
+MAX_HEADER_ITEMS = 32
+
 
 class CoseFormatError(ValueError):
     """The bytes are not a COSE_Sign1 as GatePass accepts it (spec section 1): not exactly
@@ -114,7 +122,7 @@ def parse_sign1(data: bytes) -> Sign1:
     if sign1 is not None:
         return sign1
     try:
-        item = loads(data)
+        item = loads(data, max_items=MAX_ENVELOPE_ITEMS)
     except CborError as exc:
         raise CoseFormatError(f"CBOR: {exc}") from None
     return sign1_from_item(item)
@@ -227,7 +235,7 @@ def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
     if not protected_bytes:
         return {}
     try:
-        protected = loads(protected_bytes)
+        protected = loads(protected_bytes, max_items=MAX_HEADER_ITEMS)
     except CborError as exc:
         raise CoseFormatError(f"protected header: {exc}") from None
     if type(protected) is not dict:

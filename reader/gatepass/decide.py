@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from reader.gatepass.cbor import CborError, loads
 from reader.gatepass.claims import (
     KTY_EC2,
+    MAX_CLAIMS_ITEMS,
     PRESENTATION_CREDENTIAL,
     PRESENTATION_GATE,
     PRESENTATION_IAT,
@@ -181,23 +182,28 @@ def _issuer_credential(
     trust: TrustStore,
     cache: CredentialCache | None,
     in_presentation: bool,
+    claims_map: Any = None,
 ) -> _IssuerCredential:
     """Parse an issuer credential (or find it in the cache). The issuer signature is checked
     later by :func:`_finish_issuer_check`, so that a decision's Python work runs ahead of
     both its signature checks rather than between them: right after OpenSSL has run, the
     CPU's caches hold its tables, not the interpreter's (measured with `gate-reader bench
     verify`: a first-seen decision went from ~216 to ~200 us). Raises CoseFormatError when
-    the bytes are not a COSE_Sign1."""
+    the bytes are not a COSE_Sign1. ``claims_map`` is the payload when the caller has
+    decoded it already (a static pass's), so it is not decoded twice."""
     if cache is not None:
         cached = cache.get(credential_bytes, in_presentation, trust)
         if cached is not None:
             return cached
     if sign1 is None:
         sign1 = parse_sign1(credential_bytes)
-    try:
-        claims_map = loads(sign1.payload)
-    except CborError as exc:
-        claims = CredentialClaims(problems=[f"payload is not CBOR ({exc})"])
+    if claims_map is None:
+        try:
+            claims_map = loads(sign1.payload, max_items=MAX_CLAIMS_ITEMS)
+        except CborError as exc:
+            claims_map = exc
+    if type(claims_map) is CborError:
+        claims = CredentialClaims(problems=[f"payload is not CBOR ({claims_map})"])
     else:
         claims = parse_credential_claims(claims_map, require_cnf=in_presentation)
     holder_key = _holder_public_key(claims.holder_key) if claims.holder_key is not None else None
@@ -380,7 +386,8 @@ def decide_cose(
         outer = parse_sign1(cose_bytes)
         outer_payload = _split_common_presentation(outer.payload)
         if outer_payload is None:
-            outer_payload = loads(outer.payload)
+            # The claims budget: this may be a static pass, whose payload is the claims.
+            outer_payload = loads(outer.payload, max_items=MAX_CLAIMS_ITEMS)
     except (CoseFormatError, CborError) as exc:
         return _format_failure("malformed", str(exc))
     if type(outer_payload) is not dict:
@@ -394,7 +401,7 @@ def decide_cose(
             iat, nonce = _parse_presentation(outer_payload, nfc)
             credential = _issuer_credential(first, None, trust, cache, True)
         else:
-            credential = _issuer_credential(cose_bytes, outer, trust, cache, False)
+            credential = _issuer_credential(cose_bytes, outer, trust, cache, False, outer_payload)
     except (ValueError, CoseFormatError) as exc:
         return _format_failure("malformed", str(exc))
 
