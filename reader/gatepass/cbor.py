@@ -16,7 +16,7 @@ credential's claims) give small ones, because the shapes they expect are small.
   duplicate keys refused and depth capped. This is the hot path of each decision. cbor2
   has no item budget, but needs none here: every item takes at least one byte, so the
   input's length bounds its items. Whatever cbor2 refuses is decided again by the
-  pure-Python decoder, the reference, under the same budget (so at most the same work).
+  pure-Python decoder, the reference, under the same budget.
 - Longer inputs go through the pure-Python decoder below, which spends the budget at every
   container header before it builds anything, and so stops a hostile input after at most
   ``max_items`` items, whatever its length: 64 KiB of one-entry maps would otherwise cost
@@ -56,7 +56,7 @@ _BREAK = object()  # the budgeted engine's marker for a break byte
 class CborError(ValueError):
     """The bytes are not exactly one well-formed CBOR item within the decoder's limits:
     truncated or trailing data, reserved encodings, invalid UTF-8, duplicate map keys,
-    nesting deeper than ``max_depth`` or (large inputs) more than ``max_items`` items."""
+    nesting deeper than ``max_depth`` or more than ``max_items`` items."""
 
 
 class OtherKey(NamedTuple):
@@ -282,7 +282,7 @@ def loads_budgeted(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = 
                 info = initial & 0x1F
                 if initial >> 5 != major or info >= 28:
                     raise CborError("bad chunk in indefinite-length string")
-                spend(1)  # a chunk is no item, but costs a loop turn: 64 KiB of empty ones would not be free
+                spend(1)  # no item, but a loop turn: 64 KiB of empty chunks would not be free
                 length, pos = (info, pos) if info < 24 else argument(info, pos)
                 if pos + length > end:
                     raise CborError("truncated CBOR item")

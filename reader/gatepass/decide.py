@@ -197,13 +197,14 @@ def _issuer_credential(
             return cached
     if sign1 is None:
         sign1 = parse_sign1(credential_bytes)
+    problem = None
     if claims_map is None:
         try:
             claims_map = loads(sign1.payload, max_items=MAX_CLAIMS_ITEMS)
         except CborError as exc:
-            claims_map = exc
-    if type(claims_map) is CborError:
-        claims = CredentialClaims(problems=[f"payload is not CBOR ({claims_map})"])
+            problem = f"payload is not CBOR ({exc})"
+    if problem is not None:
+        claims = CredentialClaims(problems=[problem])
     else:
         claims = parse_credential_claims(claims_map, require_cnf=in_presentation)
     holder_key = _holder_public_key(claims.holder_key) if claims.holder_key is not None else None

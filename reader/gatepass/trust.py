@@ -30,8 +30,9 @@ _PEM_BLOCK = re.compile(
 )
 MAX_TRUST_FILE_BYTES = 1 << 20
 # RSA anchors verify PS256. A key under 2048 bits can be factored (512 bits: hours of
-# rented computing), after which its signatures prove nothing; 65537 is the one exponent
-# issuers use, and a small one (3) invites the known signature-forgery attacks.
+# rented computing), after which its signatures prove nothing. 65537 is the exponent
+# issuers use; any other is refused rather than reasoned about (tiny ones are what the
+# known forgeries against lax RSA verifiers exploit).
 MIN_RSA_BITS = 2048
 RSA_EXPONENT = 65537
 
