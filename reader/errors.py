@@ -18,4 +18,6 @@ class ConfigError(GateReaderError, ValueError):
 
 class TrustStoreError(ConfigError):
     """A trust anchor file cannot be used: unreadable, no certificate or public key in it,
-    a block that does not parse, or a private key where only public material belongs."""
+    a block that does not parse, a private key where only public material belongs, or a
+    key that would prove nothing (an Ed25519 point of small order or not canonically
+    encoded, an RSA key under 2048 bits or with an exponent other than 65537)."""

@@ -14,20 +14,32 @@ a decision that breaks spec section 7's shape, or a grant whose signed bytes are
 of a vector that is granted as it is. The input is then printed as hex on stderr, written
 to ``crash-<sha256 prefix>.bin`` in the current directory, and the exit status is 1.
 
+Slow inputs are findings too: a decision's work before its signatures are known good must
+stay bounded (issue 8: at most ten times a valid first-seen decision). Every decision is
+timed; the ``--keep-slowest`` slowest inputs are kept, timed again at the end (median of
+several runs, so one preempted run does not count) and reported with their route, reason
+and ratio to a valid first-seen decision timed in the same process; ``--slow-dir`` saves
+them as ``slow-<sha256 prefix>.bin`` for ``--replay``.
+
 Engines: atheris (coverage-guided libFuzzer) when it can be imported, otherwise a seeded
-mutation loop over the COSE bytes of tests/data/gatepass-v1/cases.json. Both stop after
-``--seconds`` and print one JSON line:
-``{"executions": n, "seconds": s, "crashes": 0, "engine": "atheris"|"mutation"}``.
+mutation loop over the COSE bytes of tests/data/gatepass-v1/cases.json and of a few hostile
+shapes (many small maps, empty arrays, string chunks: the inputs that made decisions slow).
+Both stop after ``--seconds`` and print one JSON line:
+``{"executions": n, "seconds": s, "crashes": 0, "engine": "atheris"|"mutation",
+"valid_first_seen_us": v, "slowest": [{"sha256": h, "bytes": n, "route": r, "reason": r,
+"decision_us": t, "ratio": t / v}, ...]}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
 import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +57,10 @@ if str(REPO) not in sys.path:
 
 DEFAULT_CHALLENGE = bytes(16)
 FORMAT_REASONS = ("malformed", "too_large")
+ROUTES = ("qr", "qr-zlib", "scanner", "nfc")
+DEFAULT_KEEP_SLOWEST = 5
+RETIME_RUNS = 7  # the kept inputs are timed again this many times; the median is reported
+MAX_INPUT_BYTES = 70_000  # past the 64 KiB a QR code may inflate to, so too_large stays reachable
 # Byte values that steer a CBOR decoder into its less travelled states: width markers,
 # indefinite lengths, break, simple values, floats, bignum and COSE tags.
 INTERESTING_BYTES = bytes.fromhex(
@@ -72,6 +88,44 @@ class Verifier:
     challenge: bytes
     seeds: list[bytes]
     granted_signed: set[tuple[bytes, bytes, bytes]]
+    granted_texts: list[str]  # QR texts of the vectors granted as they are: the timing reference
+
+
+def hostile_seeds(vector: bytes) -> list[bytes]:
+    """Shapes that once made a decision cost 100 times a valid one (issue 8): thousands of
+    small items where a presentation has a few -- in the whole input, the unprotected
+    header, the protected header, the payload or, inside a vector presentation, an unknown
+    claim of the credential -- with a ``true`` key that cbor2 takes for a duplicate of ``1``
+    at the end. They compress well, so the qr-zlib route carries them in a few hundred
+    characters; mutations of them search for other slow shapes."""
+    import cbor2
+
+    def array(items: bytes, count: int) -> bytes:
+        return b"\x9a" + count.to_bytes(4, "big") + items
+
+    false_maps = b"\xa1\xf4\x00" * 20_999  # {false: 0}
+    odd = array(false_maps + b"\xa2\xf5\x00\x01\x00", 21_000)  # ... {true: 0, 1: 0}
+    seeds = [
+        odd,
+        b"\x84\x40" + b"\xa1\x20" + odd + b"\x40\x40",  # in the unprotected header
+        b"\x84" + cbor2.dumps(b"\xa1\x20" + odd) + b"\xa0\x40\x40",  # in the protected header
+        b"\x84\x40\xa0" + cbor2.dumps(b"\xa2\x01\x61a\x20" + odd) + b"\x40",  # a static pass's claims
+        array(b"\x80" * 60_000, 60_000),  # empty arrays
+        b"\x5f" + b"\x40" * 60_000 + b"\xff",  # empty chunks of an indefinite byte string
+    ]
+    # An unknown claim of many {{}: 0} maps in the first vector's credential (true/1 at the
+    # end), and an unknown presentation key of many {[]: 0}: the slowest shape within budgets.
+    presentation = cbor2.loads(vector)
+    outer = presentation.value if isinstance(presentation, cbor2.CBORTag) else presentation
+    payload = cbor2.loads(outer[2])
+    credential = cbor2.loads(payload[1])
+    inner = credential.value if isinstance(credential, cbor2.CBORTag) else credential
+    claims = cbor2.dumps(cbor2.loads(inner[2]))
+    claims = bytes((claims[0] + 2,)) + claims[1:] + b"\x61x" + array(b"\xa1\xa0\x00" * 150, 150) + b"\xf5\x00"
+    payload[1] = cbor2.dumps([inner[0], inner[1], claims, inner[3]])
+    payload["y"] = [{(): 0}] * 150
+    seeds.append(cbor2.dumps([outer[0], outer[1], cbor2.dumps(payload), outer[3]]))
+    return seeds
 
 
 def load_verifier() -> Verifier:
@@ -93,6 +147,7 @@ def load_verifier() -> Verifier:
     challenge = DEFAULT_CHALLENGE
     seeds: list[bytes] = []
     granted_signed: set[tuple[bytes, bytes, bytes]] = set()
+    granted_texts: list[str] = []
     for case in cases:
         try:
             if "nfc" in case:
@@ -106,12 +161,15 @@ def load_verifier() -> Verifier:
     for cose in seeds:
         text = decide_text("GP1:" + base45_encode(cose), **kwargs)
         nfc = decide_nfc(cose, challenge, **kwargs)
+        if text.granted:
+            granted_texts.append("GP1:" + base45_encode(cose))
         if text.granted or nfc.granted:
             try:
                 sign1 = parse_sign1(cose)
             except CoseFormatError:  # pragma: no cover - a granted vector parses
                 continue
             granted_signed.add((sign1.protected_bytes, sign1.payload, sign1.signature))
+    seeds += hostile_seeds(seeds[0])
     return Verifier(
         decide_text=decide_text,
         decide_nfc=decide_nfc,
@@ -124,6 +182,7 @@ def load_verifier() -> Verifier:
         challenge=challenge,
         seeds=seeds,
         granted_signed=granted_signed,
+        granted_texts=granted_texts,
     )
 
 
@@ -150,24 +209,126 @@ def check(verifier: Verifier, decision: Any, cose: Callable[[], bytes]) -> None:
             raise InvariantBroken("granted bytes that no granted vector signed")
 
 
-def execute(verifier: Verifier, data: bytes) -> None:
-    """One input, every route; raises on a crash or a broken invariant."""
-    b45 = verifier.base45_encode
-    plain = "GP1:" + b45(data)
-    packed = "GP1:" + b45(zlib.compress(data))
-    latin = data.decode("latin-1")
-    for text in (plain, packed, latin):
-        decision = verifier.decide_text(text, **verifier.kwargs)
-        check(verifier, decision, lambda text=text: verifier.open_text(text))
-    decision = verifier.decide_nfc(data, verifier.challenge, **verifier.kwargs)
-    check(verifier, decision, lambda: data)
+def route_input(verifier: Verifier, data: bytes, route: str) -> str | bytes:
+    """What ``route`` hands the verifier for ``data``: a text, or the NFC bytes themselves."""
+    if route == "qr":
+        return "GP1:" + verifier.base45_encode(data)
+    if route == "qr-zlib":
+        return "GP1:" + verifier.base45_encode(zlib.compress(data))
+    if route == "scanner":
+        return data.decode("latin-1")
+    return data
+
+
+def decide(verifier: Verifier, route: str, given: str | bytes) -> Any:
+    if route == "nfc":
+        return verifier.decide_nfc(given, verifier.challenge, **verifier.kwargs)
+    return verifier.decide_text(given, **verifier.kwargs)
+
+
+def execute(verifier: Verifier, data: bytes) -> tuple[int, str, str]:
+    """One input, every route; raises on a crash or a broken invariant. Returns the slowest
+    route's decision time in ns, its name and its reason (only the decision is timed, not
+    the encoding of the input for its route)."""
+    clock = time.perf_counter_ns
+    slowest = (-1, "", "")
+    for route in ROUTES:
+        given = route_input(verifier, data, route)
+        started = clock()
+        decision = decide(verifier, route, given)
+        spent = clock() - started
+        if route == "nfc":
+            check(verifier, decision, lambda: data)
+        else:
+            check(verifier, decision, lambda given=given: verifier.open_text(given))
+        if spent > slowest[0]:
+            slowest = (spent, route, decision.reason)
+    return slowest
+
+
+def time_route(verifier: Verifier, data: bytes, route: str, runs: int = RETIME_RUNS) -> tuple[float, str]:
+    """Median decision time in us of ``data`` on ``route`` over ``runs`` runs, and the reason."""
+    given = route_input(verifier, data, route)
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter_ns()
+        decision = decide(verifier, route, given)
+        samples.append(time.perf_counter_ns() - started)
+    return statistics.median(samples) / 1000, decision.reason
+
+
+def valid_first_seen_us(verifier: Verifier, runs: int = 15) -> float:
+    """The median decision time of the vectors granted as QR texts, each decided as a gate
+    decides a credential it has not seen (the harness gives the verifier no cache)."""
+    samples = []
+    for _ in range(runs):
+        for text in verifier.granted_texts:
+            started = time.perf_counter_ns()
+            verifier.decide_text(text, **verifier.kwargs)
+            samples.append(time.perf_counter_ns() - started)
+    return statistics.median(samples) / 1000
+
+
+class Slowest:
+    """The ``keep`` slowest distinct inputs seen so far, by their slowest route.
+
+    One run's time is not trusted: on a shared machine a valid decision is now and then
+    preempted for two or three times its length. An input whose one run would enter the
+    list is timed again (median of a few runs) and enters by that time."""
+
+    def __init__(self, keep: int, verifier: Verifier) -> None:
+        self.keep = keep
+        self.verifier = verifier
+        self._heap: list[tuple[float, bytes, bytes, str]] = []  # (median us, sha256, input, route)
+        self._held: set[bytes] = set()
+
+    def offer(self, spent_ns: int, data: bytes, route: str) -> None:
+        full = len(self._heap) >= self.keep
+        if self.keep <= 0 or (full and spent_ns / 1000 <= self._heap[0][0]):
+            return  # the common case: not among the slowest, and nothing else to do
+        digest = hashlib.sha256(data).digest()
+        if digest in self._held:
+            return
+        median_us, _reason = time_route(self.verifier, data, route, runs=5)
+        if full and median_us <= self._heap[0][0]:
+            return
+        self._held.add(digest)
+        if not full:
+            heapq.heappush(self._heap, (median_us, digest, data, route))
+        else:
+            dropped = heapq.heappushpop(self._heap, (median_us, digest, data, route))
+            self._held.discard(dropped[1])
+
+    def report(self, verifier: Verifier, reference_us: float, save_dir: Path | None) -> list[dict[str, Any]]:
+        """The kept inputs, timed again on their slowest route, slowest first."""
+        entries = []
+        for _us, digest, data, route in self._heap:
+            decision_us, reason = time_route(verifier, data, route)
+            entry: dict[str, Any] = {
+                "sha256": digest.hex()[:16],
+                "bytes": len(data),
+                "route": route,
+                "reason": reason,
+                "decision_us": round(decision_us, 1),
+                "ratio": round(decision_us / reference_us, 2) if reference_us else None,
+            }
+            if save_dir is not None:
+                save_dir.mkdir(parents=True, exist_ok=True)
+                name = save_dir / f"slow-{digest.hex()[:16]}.bin"
+                name.write_bytes(data)
+                entry["file"] = str(name)
+            entries.append(entry)
+        entries.sort(key=lambda entry: entry["decision_us"], reverse=True)
+        return entries
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
-    """A few random edits, byte- and CBOR-minded, of ``data`` (splices come from ``pool``)."""
+    """A few random edits, byte- and CBOR-minded, of ``data`` (splices come from ``pool``).
+    One of them repeats a few bytes hundreds or thousands of times: many small items that
+    compress well are what slow inputs are made of."""
     out = bytearray(data)
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4, 8))):
-        op = rng.randrange(9)
+        op = rng.randrange(10)
         at = rng.randrange(len(out) + 1)
         if op == 0 and out:
             out[at % len(out)] ^= 1 << rng.randrange(8)
@@ -187,30 +348,54 @@ def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
             out[at : at + rng.randint(0, 16)] = other[start : start + rng.randint(1, 64)]
         elif op == 7:
             del out[at:]
+        elif op == 8:
+            piece = bytes(out[at : at + rng.randint(1, 6)]) or bytes([rng.choice(INTERESTING_BYTES)])
+            out[at:at] = piece * rng.choice((16, 256, 4096))
         else:
             out[at:at] = bytes([rng.choice(INTERESTING_BYTES)]) + rng.randbytes(rng.choice((0, 1, 2, 4, 8)))
-    return bytes(out)
+    return bytes(out[:MAX_INPUT_BYTES])
 
 
 class Run:
-    """Counts executions and turns the first crash into a report and exit status 1."""
+    """Counts executions, keeps the slowest inputs, and turns the first crash into a report
+    and exit status 1."""
 
-    def __init__(self, engine: str, seconds: float) -> None:
+    def __init__(self, engine: str, args: argparse.Namespace, verifier: Verifier) -> None:
         self.engine = engine
-        self.seconds = seconds
+        self.seconds = args.seconds
+        self.verifier = verifier
+        self.slowest = Slowest(args.keep_slowest, verifier)
+        self.slow_dir: Path | None = args.slow_dir
         self.started = time.monotonic()
         self.executions = 0
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def execute(self, data: bytes) -> None:
+        """One input through every route (see :func:`execute`); raises on a crash."""
+        spent_ns, route, _reason = execute(self.verifier, data)
+        self.slowest.offer(spent_ns, data, route)
+        self.executions += 1
+
     def summary(self, crashes: int) -> None:
+        seconds = round(self.elapsed(), 3)  # the fuzzing time, not the timing below
+        reference = valid_first_seen_us(self.verifier)
         line = {
             "executions": self.executions,
-            "seconds": round(self.elapsed(), 3),
+            "seconds": seconds,
             "crashes": crashes,
             "engine": self.engine,
+            "valid_first_seen_us": round(reference, 1),
+            "slowest": self.slowest.report(self.verifier, reference, self.slow_dir),
         }
+        for entry in line["slowest"]:
+            where = entry.get("file", entry["sha256"])
+            print(
+                f"slow: {entry['decision_us']:9.1f} us x{entry['ratio']:<6} {entry['route']:8}"
+                f" {entry['bytes']:6} bytes {entry['reason']:20} {where}",
+                file=sys.stderr,
+            )
         print(json.dumps(line), flush=True)
 
     def crash(self, data: bytes, exc: BaseException) -> str:
@@ -231,7 +416,7 @@ def corpus_inputs(corpus: Path | None) -> list[bytes]:
 
 def run_mutation(args: argparse.Namespace) -> int:
     verifier = load_verifier()
-    run = Run("mutation", args.seconds)
+    run = Run("mutation", args, verifier)
     rng = random.Random(args.seed)
     pool = verifier.seeds + corpus_inputs(args.corpus)
     while run.elapsed() < args.seconds:
@@ -243,12 +428,11 @@ def run_mutation(args: argparse.Namespace) -> int:
         else:
             data = mutate(rng, rng.choice(pool), pool)
         try:
-            execute(verifier, data)
+            run.execute(data)
         except Exception as exc:
             run.crash(data, exc)
             run.summary(crashes=1)
             return 1
-        run.executions += 1
     run.summary(crashes=0)
     return 0
 
@@ -258,7 +442,7 @@ def run_atheris(args: argparse.Namespace) -> int:  # pragma: no cover - needs at
 
     with atheris.instrument_imports(include=["reader"]):
         verifier = load_verifier()
-    run = Run("atheris", args.seconds)
+    run = Run("atheris", args, verifier)  # timings include atheris's instrumentation, the reference too
     workdir: str | None = None
     corpus = args.corpus
     if corpus is None:  # libFuzzer starts from a corpus directory: give it the vectors
@@ -279,11 +463,10 @@ def run_atheris(args: argparse.Namespace) -> int:  # pragma: no cover - needs at
         if run.elapsed() >= args.seconds:
             finish(0, 0)
         try:
-            execute(verifier, data)
+            run.execute(data)
         except Exception as exc:
             run.crash(data, exc)
             finish(1, 1)
-        run.executions += 1
 
     libfuzzer_args = [
         sys.argv[0],
@@ -300,7 +483,8 @@ def run_atheris(args: argparse.Namespace) -> int:  # pragma: no cover - needs at
 
 
 def replay(path: Path) -> int:
-    """Run one saved input (a crash file or a corpus entry) through every route."""
+    """Run one saved input (a crash, slow or corpus file) through every route, and print
+    each route's decision time next to a valid first-seen decision's."""
     verifier = load_verifier()
     data = path.read_bytes()
     try:
@@ -308,7 +492,11 @@ def replay(path: Path) -> int:
     except Exception:
         traceback.print_exc()
         return 1
-    print(f"{path}: no crash")
+    reference = valid_first_seen_us(verifier)
+    print(f"{path}: no crash; a valid first-seen decision takes {reference:.1f} us")
+    for route in ROUTES:
+        decision_us, reason = time_route(verifier, data, route)
+        print(f"  {route:8} {decision_us:9.1f} us  x{decision_us / reference:.2f}  {reason}")
     return 0
 
 
@@ -321,12 +509,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "plain and zlib-compressed), as Latin-1 scanner text and as an NFC answer. A crash "
             "(an exception, a decision of the wrong shape, or a grant of bytes no granted vector "
             "signed) prints the input as hex on stderr, saves it as crash-<hash>.bin in the "
-            "current directory and exits 1."
+            "current directory and exits 1. Every decision is timed, and the slowest inputs are "
+            "kept and reported (time, ratio to a valid first-seen decision, route, reason)."
         ),
         epilog=(
             'On success the last line on stdout is JSON: {"executions": n, "seconds": s, "crashes": 0, '
-            '"engine": "atheris"|"mutation"}; on a crash it has "crashes": 1. An execution is one '
-            "input through all four routes. Exit status: 0 no crash, 1 crash, 2 bad arguments."
+            '"engine": "atheris"|"mutation", "valid_first_seen_us": v, "slowest": [{"sha256", "bytes", '
+            '"route", "reason", "decision_us", "ratio"[, "file"]}, ...]}; on a crash it has "crashes": 1. '
+            "The slowest inputs are also listed on stderr. An execution is one input through all four "
+            "routes. Exit status: 0 no crash, 1 crash, 2 bad arguments."
         ),
     )
     parser.add_argument(
@@ -353,14 +544,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="auto: atheris if it can be imported, otherwise the built-in mutation loop (default: auto)",
     )
     parser.add_argument(
+        "--keep-slowest",
+        type=int,
+        default=DEFAULT_KEEP_SLOWEST,
+        metavar="N",
+        help=f"how many of the slowest inputs to keep, time again and report (default: {DEFAULT_KEEP_SLOWEST})",
+    )
+    parser.add_argument(
+        "--slow-dir",
+        type=Path,
+        metavar="DIR",
+        help="save the slowest inputs there as slow-<hash>.bin, for --replay (default: not saved)",
+    )
+    parser.add_argument(
         "--replay",
         type=Path,
         metavar="FILE",
-        help="run one saved input (such as a crash-*.bin) through every route, print any traceback and exit",
+        help="run one saved input (such as a crash-*.bin or slow-*.bin) through every route, print any "
+        "traceback, or each route's decision time, and exit",
     )
     args = parser.parse_args(argv)
     if args.seconds < 0:
         parser.error("--seconds must not be negative")
+    if args.keep_slowest < 0:
+        parser.error("--keep-slowest must not be negative")
+    if args.slow_dir is not None and args.slow_dir.exists() and not args.slow_dir.is_dir():
+        parser.error(f"--slow-dir {args.slow_dir} is not a directory")
     if args.corpus is not None and args.corpus.exists() and not args.corpus.is_dir():
         parser.error(f"--corpus {args.corpus} is not a directory")
     return args

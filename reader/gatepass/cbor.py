@@ -7,15 +7,20 @@ point is why plain ``cbor2.loads`` will not do: it turns a tag 2 bignum into an 
 bignum NumericDate must be ``malformed``), unwraps the self-describe tag 55799 and string
 references, and makes datetimes, sets and UUIDs out of tagged items.
 
-Two engines keep both speed and bounds:
+Two engines keep both speed and bounds. Every call has an item budget, ``max_items``:
+callers that decode before any signature is checked (headers, a presentation, a
+credential's claims) give small ones, because the shapes they expect are small.
 
-- Inputs up to :data:`FAST_MAX_BYTES` (every presentation and credential) go through
-  cbor2's Rust decoder with every built-in semantic decoder replaced by one that keeps the
-  tag, duplicate keys refused and depth capped. This is the hot path of each decision.
-  Whatever cbor2 refuses is decided again by the pure-Python decoder, the reference.
-- Larger inputs (status and legacy list tokens, up to 32 MiB) go through the pure-Python
-  decoder below, which also enforces an item budget: cbor2 has none, and 32 MiB of
-  one-byte items would be tens of millions of Python objects on a Raspberry Pi.
+- Inputs no longer than the budget (and than :data:`FAST_MAX_BYTES`) go through cbor2's
+  Rust decoder with every built-in semantic decoder replaced by one that keeps the tag,
+  duplicate keys refused and depth capped. This is the hot path of each decision. cbor2
+  has no item budget, but needs none here: every item takes at least one byte, so the
+  input's length bounds its items. Whatever cbor2 refuses is decided again by the
+  pure-Python decoder, the reference, under the same budget.
+- Longer inputs go through the pure-Python decoder below, which spends the budget at every
+  container header before it builds anything, and so stops a hostile input after at most
+  ``max_items`` items, whatever its length: 64 KiB of one-entry maps would otherwise cost
+  tens of milliseconds per decision, and 32 MiB tens of millions of Python objects.
 
 Values: ``int``, ``bytes``, ``str``, ``float``, ``bool``, ``None``, ``cbor2.undefined``,
 ``cbor2.CBORSimpleValue``, ``cbor2.CBORTag``, lists and dicts (cbor2 hands the contents of a
@@ -30,14 +35,13 @@ import io
 import struct
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 from cbor2 import CBORSimpleValue, CBORTag
 
 MAX_DEPTH = 16
-MAX_ITEMS = 65_536  # never binds an input of FAST_MAX_BYTES or less: every item takes a byte
+MAX_ITEMS = 65_536  # the default budget: never binds an input of FAST_MAX_BYTES or less
 FAST_MAX_BYTES = 65_536
 
 _HALF = struct.Struct(">e")
@@ -52,12 +56,16 @@ _BREAK = object()  # the budgeted engine's marker for a break byte
 class CborError(ValueError):
     """The bytes are not exactly one well-formed CBOR item within the decoder's limits:
     truncated or trailing data, reserved encodings, invalid UTF-8, duplicate map keys,
-    nesting deeper than ``max_depth`` or (large inputs) more than ``max_items`` items."""
+    nesting deeper than ``max_depth`` or more than ``max_items`` items."""
 
 
-@dataclass(frozen=True, slots=True)
-class OtherKey:
-    """A map key that is not an int, text or byte string, held by its CBOR encoding."""
+class OtherKey(NamedTuple):
+    """A map key that is not an int, text or byte string, held by its CBOR encoding.
+
+    A named tuple rather than a frozen dataclass: both are immutable, but a tuple hashes in
+    C, and a hostile map of such keys hashes each twice (a dataclass's Python ``__hash__``
+    was a tenth of such a decode). Decoded maps never have plain tuples as keys, so
+    comparing equal to one cannot confuse a lookup."""
 
     encoded: bytes
 
@@ -76,21 +84,22 @@ SEMANTIC_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256,
 _KEEP_TAGS = {number: _keep_tag(number) for number in SEMANTIC_TAGS}
 
 
-def _wrap_odd_keys(mapping: Mapping[Any, Any], immutable: bool) -> Any:
-    """cbor2 object hook: keep every map, wrapping keys of other types in OtherKey."""
+class _OddKey(ValueError):
+    """Raised inside cbor2 by :func:`_refuse_odd_keys`: the budgeted engine takes over."""
+
+
+def _refuse_odd_keys(mapping: Mapping[Any, Any], immutable: bool) -> Any:
+    """cbor2 object hook: keep maps whose keys are all ints, text or byte strings, and hand
+    any other input to the budgeted engine, which wraps the odd keys in OtherKey.
+
+    GatePass objects never have such keys, so valid credentials stay on the fast engine.
+    Wrapping them here instead (re-encoding each with cbor2.dumps) cost about 1.5 us per
+    three-byte map ``{{}: 0}``, and a hostile payload is mostly such maps."""
     for key in mapping:
         key_type = type(key)
         if key_type is not int and key_type is not str and key_type is not bytes:
-            break
-    else:
-        return mapping
-    wrapped = {}
-    for key, value in mapping.items():
-        key_type = type(key)
-        if key_type is not int and key_type is not str and key_type is not bytes:
-            key = OtherKey(cbor2.dumps(key))
-        wrapped[key] = value
-    return cbor2.frozendict(wrapped) if immutable else wrapped
+            raise _OddKey("map key of another type")
+    return mapping
 
 
 # One configured decoder per thread and depth, its input swapped per call: building one
@@ -104,7 +113,7 @@ def _decoder(max_depth: int) -> Any:
         decoder = cbor2.CBORDecoder(
             io.BytesIO(b""),
             semantic_decoders=_KEEP_TAGS,
-            object_hook=_wrap_odd_keys,
+            object_hook=_refuse_odd_keys,
             max_depth=max_depth,
             allow_duplicate_keys=False,
         )
@@ -113,14 +122,15 @@ def _decoder(max_depth: int) -> Any:
 
 
 def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
-    """Decode exactly one CBOR item from ``data``; anything else raises :class:`CborError`.
+    """Decode exactly one CBOR item from ``data``; anything else raises :class:`CborError`,
+    more than ``max_items`` items (the top-level one included) too.
 
-    ``max_items`` binds the large-input engine; for inputs up to FAST_MAX_BYTES the input
-    length is the bound (every item takes at least one byte).
+    cbor2 decodes only inputs of at most ``max_items`` bytes (and FAST_MAX_BYTES), whose
+    length bounds their items; longer ones go to the budgeted engine (see the module text).
     """
     if type(data) is not bytes:
         data = bytes(data)
-    if len(data) > FAST_MAX_BYTES:
+    if len(data) > max_items or len(data) > FAST_MAX_BYTES:
         return loads_budgeted(data, max_depth=max_depth, max_items=max_items)
     stream = io.BytesIO(data)
     decoder = _decoder(max_depth)
@@ -130,10 +140,11 @@ def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, MemoryError):
         # A decoder that failed mid-item is not reused: start the next input from scratch.
         _DECODERS.__dict__.pop(max_depth, None)
-        # cbor2 refuses more than the contract does in one corner: it compares map keys
-        # with Python's ==, so the distinct CBOR keys 1, 1.0 and true collide. Whatever it
-        # refused, the budgeted decoder gives the verdict (and the error message). Only
-        # bad input comes this way, so the slower decoder costs a valid credential nothing.
+        # cbor2 refuses more than the contract does in two corners: it compares map keys
+        # with Python's ==, so the distinct CBOR keys 1, 1.0 and true collide, and our hook
+        # refuses keys of other types. Whatever it refused, the budgeted decoder gives the
+        # verdict (and the error message). Valid credentials do not come this way, and the
+        # second pass is bounded too: the input is no longer than the budget.
         return loads_budgeted(data, max_depth=max_depth, max_items=max_items)
     if stream.tell() != len(data):
         raise CborError("trailing bytes after the CBOR item")
@@ -146,8 +157,11 @@ _SIMPLE_CONSTANTS = {20: False, 21: True, 22: None, 23: UNDEFINED}
 
 
 def loads_budgeted(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
-    """The pure-Python engine: the same contract as :func:`loads`, plus an item budget
-    checked at every container header before anything is built for it."""
+    """The pure-Python engine: the same contract as :func:`loads`, with the item budget
+    checked at every container header before anything is built for it (indefinite-length
+    containers pay per element, indefinite-length strings per chunk). Whatever is paid for
+    takes at least one byte of its own, so an input of ``max_items`` bytes or less never
+    runs out of budget: the two engines agree on every input cbor2 is given."""
     if type(data) is not bytes:
         data = bytes(data)
     end = len(data)
@@ -228,10 +242,13 @@ def loads_budgeted(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = 
         return mapping(pos, depth, length)
 
     def mapping(pos: int, depth: int, length: int) -> tuple[dict[Any, Any], int]:
-        """A map of ``length`` pairs, or up to a break when ``length`` is -1."""
+        """A map of ``length`` pairs, or up to a break when ``length`` is -1 (then each key,
+        the break included, and each value is paid for as it comes)."""
         out: dict[Any, Any] = {}
         while length:
             key_start = pos
+            if length < 0:
+                spend(1)
             key, pos = item(pos, depth)
             key_type = type(key)
             if key_type is not int and key_type is not str and key_type is not bytes:
@@ -242,6 +259,8 @@ def loads_budgeted(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = 
                 key = OtherKey(bytes(data[key_start:pos]))
             if key in out:
                 raise CborError("duplicate map key")
+            if length < 0:
+                spend(1)
             value, pos = item(pos, depth)
             if value is _BREAK:
                 raise CborError("unexpected break")
@@ -263,6 +282,7 @@ def loads_budgeted(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = 
                 info = initial & 0x1F
                 if initial >> 5 != major or info >= 28:
                     raise CborError("bad chunk in indefinite-length string")
+                spend(1)  # no item, but a loop turn: 64 KiB of empty chunks would not be free
                 length, pos = (info, pos) if info < 24 else argument(info, pos)
                 if pos + length > end:
                     raise CborError("truncated CBOR item")

@@ -27,6 +27,13 @@ PRESENTATION_RNONCE = 4
 PRESENTATION_GATE = 5
 
 MAX_NUMERIC_DATE = 2**63 - 1
+# The item budget of a credential's claims map (and of a presentation's payload, which may
+# be a static pass's claims), decoded before any signature is checked. A credential with
+# every claim of spec 1 and twenty groups is about 60 items and 420 bytes; 512 leaves room
+# for many more groups and unknown claims, and bounds what a hostile code costs (see
+# docs/formats.md, "Strict, bounded parsing"). Inputs of up to 512 bytes also stay on the
+# fast engine (cbor.py).
+MAX_CLAIMS_ITEMS = 512
 KTY_OKP = 1
 KTY_EC2 = 2
 CRV_P256 = 1

@@ -36,6 +36,14 @@ _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 _SIGNATURE1_PREFIX = b"\x84" + b"\x6aSignature1"
 
+# Item budgets (cbor.loads ``max_items``) of the decodes a COSE object needs before its
+# signature can be checked. A COSE_Sign1 is five items and its unprotected header; a
+# GatePass header holds one to three parameters (a pair is two items). The budgets leave
+# room for what other COSE producers add (a content type, an x5chain array), not for the
+# thousands of items a hostile code packs into 4096 characters: past them the decode stops.
+MAX_ENVELOPE_ITEMS = 64
+MAX_HEADER_ITEMS = 32
+
 
 class CoseFormatError(ValueError):
     """The bytes are not a COSE_Sign1 as GatePass accepts it (spec section 1): not exactly
@@ -114,7 +122,7 @@ def parse_sign1(data: bytes) -> Sign1:
     if sign1 is not None:
         return sign1
     try:
-        item = loads(data)
+        item = loads(data, max_items=MAX_ENVELOPE_ITEMS)
     except CborError as exc:
         raise CoseFormatError(f"CBOR: {exc}") from None
     return sign1_from_item(item)
@@ -227,7 +235,7 @@ def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
     if not protected_bytes:
         return {}
     try:
-        protected = loads(protected_bytes)
+        protected = loads(protected_bytes, max_items=MAX_HEADER_ITEMS)
     except CborError as exc:
         raise CoseFormatError(f"protected header: {exc}") from None
     if type(protected) is not dict:
@@ -266,6 +274,46 @@ def key_kind(public_key: Any) -> str:
     if isinstance(public_key, rsa.RSAPublicKey):
         return "RSA"
     return "other"
+
+
+# Ed25519 public keys that prove nothing. OpenSSL verifies under any 32 bytes it can decode,
+# including the eight points of small order (the 8-torsion subgroup: the identity, one
+# point of order 2, two of order 4, four of order 8) and encodings of them that are not
+# canonical. Under the identity A, R = B and S = 1 satisfy [S]B = R + [k]A for every
+# message; under the others, for one message in eight. So such a key in a cnf lets anyone
+# present without a holder key, and such a trust anchor lets anyone issue.
+# The test follows libsodium: ge25519_is_canonical (y < p, y read with the sign bit
+# cleared) and ge25519_has_small_order (the blocklist of small-order y-coordinates, compared
+# with the sign bit cleared, so both signs of x are caught), in
+# src/libsodium/crypto_core/ed25519/ref10/ed25519_ref10.c. The sign bit set on a point
+# whose x is 0 (y = 1 or p - 1) is also non-canonical (RFC 8032 5.1.3 step 4): both are
+# small-order y values, so the blocklist catches them.
+_ED25519_P = 2**255 - 19
+_ED25519_Y_MASK = (1 << 255) - 1
+_ED25519_ORDER8_Y = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+_ED25519_SMALL_ORDER_Y = frozenset(
+    {
+        1,  # the identity (order 1)
+        _ED25519_P - 1,  # (0, -1), order 2
+        0,  # (+-sqrt(-1), 0), order 4
+        _ED25519_ORDER8_Y,  # order 8, both signs of x
+        _ED25519_P - _ED25519_ORDER8_Y,  # order 8, both signs of x
+    }
+)
+
+
+def ed25519_key_problem(encoded: bytes) -> str | None:
+    """Why a 32-byte Ed25519 public key must not be used, or None when it may.
+
+    Cheap (an integer conversion and a set lookup), so it runs on every holder key built.
+    Points that are not on the curve at all are left to OpenSSL, which refuses to verify
+    under them."""
+    y = int.from_bytes(encoded, "little") & _ED25519_Y_MASK
+    if y >= _ED25519_P:
+        return "a non-canonical Ed25519 encoding (y >= p)"
+    if y in _ED25519_SMALL_ORDER_Y:
+        return "an Ed25519 point of small order"
+    return None
 
 
 def _der_integer(value: bytes) -> bytes:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from reader.gatepass.cbor import CborError, loads
 from reader.gatepass.claims import (
     KTY_EC2,
+    MAX_CLAIMS_ITEMS,
     PRESENTATION_CREDENTIAL,
     PRESENTATION_GATE,
     PRESENTATION_IAT,
@@ -34,6 +35,7 @@ from reader.gatepass.cose import (
     KID_INVALID,
     CoseFormatError,
     Sign1,
+    ed25519_key_problem,
     is_supported_alg,
     parse_sign1,
     string_span,
@@ -86,7 +88,8 @@ class _IssuerCredential:
     kid: bytes | None
     signature_reason: str | None  # None when the issuer signature is good; _UNCHECKED before
     signature_detail: str | None
-    holder_key: Any = None  # a cryptography public key, False if cnf is not a valid point
+    # A cryptography public key; text saying why not when the cnf key must not be used.
+    holder_key: Any = None
 
 
 class CredentialCache:
@@ -179,23 +182,29 @@ def _issuer_credential(
     trust: TrustStore,
     cache: CredentialCache | None,
     in_presentation: bool,
+    claims_map: Any = None,
 ) -> _IssuerCredential:
     """Parse an issuer credential (or find it in the cache). The issuer signature is checked
     later by :func:`_finish_issuer_check`, so that a decision's Python work runs ahead of
     both its signature checks rather than between them: right after OpenSSL has run, the
     CPU's caches hold its tables, not the interpreter's (measured with `gate-reader bench
     verify`: a first-seen decision went from ~216 to ~200 us). Raises CoseFormatError when
-    the bytes are not a COSE_Sign1."""
+    the bytes are not a COSE_Sign1. ``claims_map`` is the payload when the caller has
+    decoded it already (a static pass's), so it is not decoded twice."""
     if cache is not None:
         cached = cache.get(credential_bytes, in_presentation, trust)
         if cached is not None:
             return cached
     if sign1 is None:
         sign1 = parse_sign1(credential_bytes)
-    try:
-        claims_map = loads(sign1.payload)
-    except CborError as exc:
-        claims = CredentialClaims(problems=[f"payload is not CBOR ({exc})"])
+    problem = None
+    if claims_map is None:
+        try:
+            claims_map = loads(sign1.payload, max_items=MAX_CLAIMS_ITEMS)
+        except CborError as exc:
+            problem = f"payload is not CBOR ({exc})"
+    if problem is not None:
+        claims = CredentialClaims(problems=[problem])
     else:
         claims = parse_credential_claims(claims_map, require_cnf=in_presentation)
     holder_key = _holder_public_key(claims.holder_key) if claims.holder_key is not None else None
@@ -221,13 +230,19 @@ _P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010
 
 
 def _holder_public_key(key: HolderKey) -> Any:
-    """The holder's key as a cryptography object, or False if it is not a valid point."""
+    """The holder's key as a cryptography object, or text saying why it is not a valid
+    point (spec 2: then the presentation is bad_holder_signature)."""
     try:
         if key.kty == KTY_EC2:
+            # P-256 has cofactor 1 and OpenSSL checks the point is on the curve: no small
+            # subgroup to fall into, and the identity has no uncompressed encoding.
             return load_der_public_key(_P256_SPKI_PREFIX + key.x + key.y)  # type: ignore[operator]
+        problem = ed25519_key_problem(key.x)
+        if problem is not None:
+            return problem  # OpenSSL would verify a forgery under it: see cose.py
         return ed25519.Ed25519PublicKey.from_public_bytes(key.x)
     except (ValueError, TypeError):
-        return False
+        return "not a valid point"
 
 
 # Each check below returns its result ("ok", "fail" or "skipped") and records what failed in
@@ -372,7 +387,8 @@ def decide_cose(
         outer = parse_sign1(cose_bytes)
         outer_payload = _split_common_presentation(outer.payload)
         if outer_payload is None:
-            outer_payload = loads(outer.payload)
+            # The claims budget: this may be a static pass, whose payload is the claims.
+            outer_payload = loads(outer.payload, max_items=MAX_CLAIMS_ITEMS)
     except (CoseFormatError, CborError) as exc:
         return _format_failure("malformed", str(exc))
     if type(outer_payload) is not dict:
@@ -386,7 +402,7 @@ def decide_cose(
             iat, nonce = _parse_presentation(outer_payload, nfc)
             credential = _issuer_credential(first, None, trust, cache, True)
         else:
-            credential = _issuer_credential(cose_bytes, outer, trust, cache, False)
+            credential = _issuer_credential(cose_bytes, outer, trust, cache, False, outer_payload)
     except (ValueError, CoseFormatError) as exc:
         return _format_failure("malformed", str(exc))
 
@@ -466,8 +482,8 @@ def _check_holder(failures: Failures, credential: _IssuerCredential, presentatio
         expected_alg, kind = ALG_ES256, "P-256"
     else:
         expected_alg, kind = ALG_EDDSA, "Ed25519"
-    if public_key is False:
-        failures.setdefault("bad_holder_signature", "the cnf key is not a valid point")
+    if type(public_key) is str:
+        failures.setdefault("bad_holder_signature", f"the cnf key is {public_key}")
     elif type(presentation.alg) is not int or presentation.alg != expected_alg:  # -7.0 is not -7
         failures.setdefault("bad_holder_signature", "the presentation alg does not fit the cnf key")
     elif verify_signature(expected_alg, public_key, presentation.signature, presentation.to_be_signed(), kind):

@@ -46,7 +46,9 @@ def card_key(identifier: str) -> bytes:
 
 def verify_legacy_token(raw: bytes, trust: TrustStore, *, now: float | None = None, skew_s: float = 300) -> LegacyList:
     """Verify a legacy card list token (spec 4); :class:`TokenRejected` says why not."""
-    sign1, claims, _label = verify_signed_token(raw, trust, LEGACY_LIST_TYP)
+    # Protected kid only: the 2026-11-30 amendment of spec 3 (kid looked up in both headers)
+    # covers status lists, not this list of spec 4, whose header stays as it was.
+    sign1, claims, _label = verify_signed_token(raw, trust, LEGACY_LIST_TYP, kid_unprotected=False)
     iat = numeric_date(claims.get(6))
     exp = numeric_date(claims.get(4))
     if iat is None or exp is None:

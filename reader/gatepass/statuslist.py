@@ -39,14 +39,20 @@ SUSPENDED = 2
 
 
 class TokenRejected(ValueError):
-    """A status list or legacy card list token is to be ignored: wrong typ, kid missing
-    from the protected header or untrusted, bad signature, malformed claims, a list that
-    does not inflate within bounds, or an iat ahead of a trusted clock."""
+    """A status list or legacy card list token is to be ignored: wrong typ or alg (both
+    must be protected), kid missing (from the protected header, for a legacy card list) or
+    untrusted, bad signature, malformed claims, a list that does not inflate within bounds,
+    or an iat ahead of a trusted clock."""
 
 
-def verify_signed_token(raw: bytes, trust: TrustStore, typ: str) -> tuple[Sign1, dict[Any, Any], str]:
+def verify_signed_token(
+    raw: bytes, trust: TrustStore, typ: str, *, kid_unprotected: bool = False
+) -> tuple[Sign1, dict[Any, Any], str]:
     """Check an issuer-signed list token's envelope, typ, kid and signature.
 
+    The typ and the alg count only in the protected header. The kid does too unless
+    ``kid_unprotected``: then it is looked up as a credential's is, protected header first,
+    then unprotected (spec 3 as amended 2026-11-30, for status lists only).
     Returns the Sign1, its claims map and the label of the anchor that verified it.
     """
     if len(raw) > MAX_TOKEN_BYTES:
@@ -59,9 +65,10 @@ def verify_signed_token(raw: bytes, trust: TrustStore, typ: str) -> tuple[Sign1,
         raise TokenRejected(f"protected typ is not {typ}")
     if not is_supported_alg(sign1.alg):
         raise TokenRejected("unsupported alg")
-    kid = sign1.kid(protected_only=True)
+    kid = sign1.kid(protected_only=not kid_unprotected)
     if kid is None or kid is KID_INVALID:
-        raise TokenRejected("kid is not a byte string in the protected header")
+        where = "either header" if kid_unprotected else "the protected header"
+        raise TokenRejected(f"kid is not a byte string in {where}")
     anchors = trust.lookup(kid)  # type: ignore[arg-type]
     if not anchors:
         raise TokenRejected(f"kid {kid.hex()} is not trusted")  # type: ignore[union-attr]
@@ -130,7 +137,7 @@ def verify_status_token(
 ) -> StatusList:
     """Verify a status list token (spec 3). ``now`` is a *trusted* clock, or None when the
     gate has none: then the "iat ahead of the clock" rule cannot be applied."""
-    sign1, claims, _label = verify_signed_token(raw, trust, STATUS_LIST_TYP)
+    sign1, claims, _label = verify_signed_token(raw, trust, STATUS_LIST_TYP, kid_unprotected=True)
     uri = claims.get(CLAIM_SUB)
     if type(uri) is not str:
         raise TokenRejected("sub (the list uri) missing or not text")
@@ -156,7 +163,7 @@ def verify_status_token(
         raise TokenRejected("lst is not a byte string")
     if now is not None and iat > now + skew_s:
         raise TokenRejected(f"iat {iat} is more than {skew_s:g} s ahead of the clock")
-    kid = sign1.kid(protected_only=True)
+    kid = sign1.kid()  # where verify_signed_token found it: protected first, then unprotected
     assert type(kid) is bytes
     return StatusList(uri, iat, exp, ttl, bits, _inflate_list(lst), kid, raw)
 

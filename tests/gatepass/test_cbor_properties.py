@@ -204,6 +204,70 @@ def test_both_engines_agree_on_small_inputs(data: bytes) -> None:
         assert same(fast, slow, frozen_ok=True), (fast, slow)
 
 
+@PROPERTY_SETTINGS
+@given(
+    st.one_of(
+        st.binary(max_size=256), st.tuples(_OPENERS, st.binary(max_size=64)).map(b"".join), VALUES.map(cbor2.dumps)
+    ),
+    st.integers(min_value=1, max_value=300),
+)
+def test_both_engines_agree_under_any_item_budget(data: bytes, max_items: int) -> None:
+    """With a small budget, ``loads`` hands cbor2 only inputs no longer than the budget and
+    the rest to the budgeted engine: the verdict must not depend on which one decided."""
+    outcomes = []
+    for decode in (loads, cbor.loads_budgeted):
+        try:
+            outcomes.append((True, decode(data, max_items=max_items)))
+        except CborError as exc:
+            outcomes.append((False, str(exc)))
+    (fast_ok, fast), (slow_ok, slow) = outcomes
+    assert fast_ok == slow_ok, (fast, slow)
+    if fast_ok:
+        assert same(fast, slow, frozen_ok=True), (fast, slow)
+
+
+@PROPERTY_SETTINGS
+@given(VALUES.map(cbor2.dumps))
+def test_an_item_budget_of_the_input_length_never_binds(data: bytes) -> None:
+    """Whatever the budget pays for (items, indefinite-length elements and breaks, string
+    chunks) takes a byte of its own: that is what lets cbor2 decode without counting."""
+    assert same(loads(data), cbor.loads_budgeted(data, max_items=len(data)), frozen_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("indefinite map", b"\xbf" + b"".join(b"\x19%b\x00" % i.to_bytes(2) for i in range(300)) + b"\xff"),
+        ("indefinite map, odd", b"\xbf" + b"".join(b"\x81\x19%b\xf4" % i.to_bytes(2) for i in range(300)) + b"\xff"),
+        ("indefinite byte string chunks", b"\x5f" + b"\x40" * 600 + b"\xff"),
+        ("indefinite text string chunks", b"\x7f" + b"\x60" * 600 + b"\xff"),
+        ("indefinite array", b"\x9f" + b"\x80" * 600 + b"\xff"),
+    ],
+)
+def test_indefinite_containers_and_string_chunks_spend_the_item_budget(name: str, data: bytes) -> None:
+    """Regression: the budgeted engine counted neither the entries of an indefinite-length
+    map nor the chunks of an indefinite-length string, so 64 KiB of them cost the whole
+    input's worth of Python work whatever the budget."""
+    with pytest.raises(CborError, match="too many CBOR items"):
+        cbor.loads_budgeted(data, max_items=256)
+    with pytest.raises(CborError, match="too many CBOR items"):
+        loads(data, max_items=256)
+    loads(data, max_items=len(data))  # and within budget they decode
+
+
+def test_maps_with_keys_of_other_types_leave_cbor2_for_the_budgeted_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cbor2's object hook no longer re-encodes odd keys (1.5 us per three-byte map, the
+    bulk of a hostile payload): it hands the input to the budgeted engine, which wraps them."""
+    data = b"\xa3\x01\x00\xf5\x00\xa0\x00"  # {1: 0, true: 0, {}: 0}
+    calls = []
+    real = cbor.loads_budgeted
+    monkeypatch.setattr(cbor, "loads_budgeted", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    decoded = loads(data)
+    assert calls == [1]
+    assert decoded == {1: 0, OtherKey(b"\xf5"): 0, OtherKey(b"\xa0"): 0}
+    assert loads(b"\xa2\x01\x00\x61a\x00") == {1: 0, "a": 0} and calls == [1]  # plain keys stay on cbor2
+
+
 # --- (c) trailing bytes ----------------------------------------------------------------
 
 

@@ -450,12 +450,12 @@ def test_newest_list_per_uri_wins_and_never_goes_back(issuer, trust) -> None:
     "mutate",
     [
         lambda iss, claims: iss.sign(cbor2.dumps(claims), typ="application/cwt"),
-        lambda iss, claims: sign1(
+        lambda iss, claims: sign1(  # typ only in the unprotected header does not count
             cbor2.dumps(claims),
             iss.private_key,
             iss.alg,
-            protected={16: "application/statuslist+cwt"},
-            unprotected={4: iss.kid},
+            protected={4: iss.kid},
+            unprotected={16: "application/statuslist+cwt"},
         ),
         lambda iss, claims: Issuer.generate("ES256").sign(cbor2.dumps(claims), typ="application/statuslist+cwt"),
         lambda iss, claims: iss.sign(

@@ -350,8 +350,9 @@ def test_authority_sign1_matches_pycose_sig_structure(issuers: dict[str, Issuer]
 
 def test_headers_where_other_cose_libraries_put_them(pycose_issuer: PycoseIssuer, holders: dict[str, Holder]) -> None:
     """Many COSE producers (HCERT issuers among them) put the kid in the unprotected header:
-    spec 1 accepts that for a credential, but a status list needs it protected, and an alg
-    only in the unprotected header is unsupported_alg."""
+    spec 1 accepts that for a credential and spec 3 (amended 2026-11-30) for a status list,
+    but an alg only in the unprotected header is unsupported_alg, and a status list's typ
+    counts only when protected."""
     holder = holders["EdDSA"]
     clock, lists = Clock(AT), StatusLists()
 
@@ -371,5 +372,7 @@ def test_headers_where_other_cose_libraries_put_them(pycose_issuer: PycoseIssuer
 
     claims = cbor2.dumps({2: "u", 6: ISSUED, 65533: {"bits": 1, "lst": zlib.compress(b"\x00")}})
     token = pycose_sign1({Algorithm: pycose_issuer.alg, 16: STATUS_LIST_TYP}, {KID: kid}, claims)
-    with pytest.raises(TokenRejected):
+    assert verify_status_token(token, pycose_issuer.trust, now=AT).kid == kid
+    token = pycose_sign1({Algorithm: pycose_issuer.alg}, {KID: kid, 16: STATUS_LIST_TYP}, claims)
+    with pytest.raises(TokenRejected, match="typ"):
         verify_status_token(token, pycose_issuer.trust, now=AT)
