@@ -8,9 +8,11 @@ a newer iat and publishes it. ``refresh`` (run by a timer) signs every published
 with a new iat, so gates never see them go stale, and renews the TUF metadata.
 
 Whatever a command is about to publish is first checked as a gate would check it, against
-what is published now (see :func:`_check_change`): a change that gates would refuse would
-fail every gate's whole sync, and a list that drops a revocation would let a revoked
-credential through, so both are refused here with the reason, before anything is written.
+what is published now (see :func:`_check_change`): a list that gates would refuse is ignored
+by every gate (so a revocation in it never arrives), and a list that drops a revocation would
+let a revoked credential through, so both are refused here with the reason, before anything
+is written. A bad list already published is warned about, never a reason to hold back a
+change of another list.
 """
 
 from __future__ import annotations
@@ -205,11 +207,19 @@ def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
     by uri, as gates hold them."""
     new = _gate_view(after, _trust_of(after, before.trust), now)
     for path, reason in new.refused.items():
-        raise AuthorityError(f"{path}: gates would refuse it ({reason}) and fail their whole sync")
+        # Refused: what this change writes, and a list gates took before and would drop after
+        # it (a trust bundle that orphans a list). A list already published that gates ignore
+        # (spec 3) must not block an unrelated revocation: that would be the centre's twin of
+        # the gate's "one bad list blocks every revocation". _published warns of it.
+        unchanged = after[path] == before.contents.get(path)
+        if unchanged and _gate_view({path: after[path]}, before.trust, now).refused:
+            continue  # refused already before this change: not this change's doing
+        raise AuthorityError(f"{path}: gates would refuse it ({reason}) and ignore it as if absent")
     claimed: dict[str, str] = {}
     for path, lst in sorted(new.lists.items()):
         if lst.uri in claimed:
-            raise AuthorityError(f"{path} and {claimed[lst.uri]} both claim uri {lst.uri}: gates would fail the sync")
+            raise AuthorityError(f"{path} and {claimed[lst.uri]} both claim uri {lst.uri}: "
+                                 "gates would keep only one of them")
         claimed[lst.uri] = path
     held = {lst.uri: (path, lst) for path, lst in before.lists.items()}
     for path, lst in sorted(new.lists.items()):
@@ -237,19 +247,25 @@ def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
     return new
 
 
-def _published(repo: Any, issuer: Issuer) -> GateView:
+def _published(repo: Any, issuer: Issuer, now: float | None) -> GateView:
     """What is published, every list verified as gates verify it. Revoke and refresh build on
-    these lists, so one a gate would refuse is refused here too, naming it."""
+    these lists; one a gate would refuse is named in a warning and left out of ``lists``.
+    ``now``: the clock to hold iats against (revoke: a list ahead of it is someone else's
+    problem), or None (refresh: a clock behind a published iat is refused by _next_iat, loudly,
+    since every list it signed would go back)."""
     contents = repo.published_contents()
     fallback = None
     if TRUST_TARGET not in contents:
         a.note(f"note: the repository publishes no {TRUST_TARGET}: lists are checked against --issuer-cert "
                "alone, and gates need that certificate installed")
         fallback = TrustStore(anchors_from_pem(issuer.certificate_pem, "--issuer-cert"))
-    view = _gate_view(contents, _trust_of(contents, fallback), None)
+    view = _gate_view(contents, _trust_of(contents, fallback), now)
     for path, reason in view.refused.items():
-        raise AuthorityError(f"{path} as published would be refused by gates ({reason}): publish a good one "
-                             f"or the certificate that signed it first")
+        # Warned, not refused: gates ignore such a list, and a revocation of another list must
+        # still go out. A change of this very list is refused by its caller (its entries are
+        # not known); refresh leaves it as it is.
+        a.note(f"warning: {path} as published is refused by gates ({reason}): publish a good one "
+               f"or the certificate that signed it; left as it is")
     return view
 
 
@@ -379,7 +395,10 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     path, state_path = f"status/{args.list}.cwt", Path(args.repo) / STATE_DIR / f"{args.list}.json"
     with repo.locked():  # from reading the published list to publishing the new one
         now = _clock()
-        before = _published(repo, issuer)
+        before = _published(repo, issuer, now)
+        if path in before.refused:
+            raise AuthorityError(f"{path} as published is refused by gates ({before.refused[path]}), so its "
+                                 f"entries are not known: publish a good one (or its certificate) first")
         published = before.lists.get(path)
         uri, bits, packed, ttl = _new_or_published(published, args)
         if value >= 1 << bits:
@@ -427,7 +446,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
     lines: list[str] = []
     with repo.locked():  # nobody publishes between reading the lists and publishing them again
         now = _clock()
-        before = _published(repo, issuer)
+        before = _published(repo, issuer, None)
         after = dict(before.contents)
         for path, lst in sorted(before.lists.items()):
             iat = _next_iat(lst.iat, now, path)

@@ -215,3 +215,35 @@ def test_publishing_a_legacy_list_gates_would_keep_out_is_refused(centre: Centre
     held = centre.versions()
     refused("publish", "--repo", centre.repo, "--legacy", cards("old", now - 60), match="is not after the published")
     assert centre.versions() == held
+
+
+def test_a_bad_published_list_does_not_block_revoking_another(centre: Centre) -> None:
+    """The centre's twin of the gate's "one bad list blocks every revocation": a list already
+    published that gates ignore (signed by a stranger, or an hour ahead) is warned about, and a
+    revocation of another list still goes out; a refresh re-signs the good lists and leaves
+    the stranger's alone."""
+    from reader.gatepass.authority import build_status_list
+
+    centre.revoke("--uri", URI, "--size", 64, "--idx", 4)
+    stranger = Issuer.generate("ES256")
+    repo = Repository.open(centre.repo)
+    repo.put_target("status/stranger.cwt", build_status_list(stranger, uri="https://x.example/s", size=8,
+                                                             values={}, iat=int(time.time())))
+    repo.put_target("status/ahead.cwt", build_status_list(centre_issuer(centre), uri="https://x.example/a",
+                                                          size=8, values={}, iat=int(time.time()) + 3600))
+    repo.publish()
+    code, out, err = run("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "s1", "--idx", 6)
+    assert code == 0, err
+    assert "status/stranger.cwt as published is refused by gates" in err and "not trusted" in err
+    assert "status/ahead.cwt as published is refused by gates" in err and "ahead of the clock" in err
+    assert values(centre.published()) == {4: 1, 6: 1}
+    # A revoke of the stranger's list itself cannot know its entries: refused, nothing written.
+    held = centre.versions()
+    code, out, err = run("revoke", "--repo", centre.repo, *centre.issuer_args, "--list", "stranger", "--idx", 1)
+    assert (code, out) == (2, "")
+    assert "gate-reader authority: error: status/stranger.cwt as published is refused by gates" in err
+    assert centre.versions() == held
+
+
+def centre_issuer(centre: Centre) -> Issuer:
+    return Issuer.load(centre.key, centre.cert)
