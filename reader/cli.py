@@ -89,20 +89,32 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
-class NfcQuiet(logging.Filter):
-    """nfcpy logs a line per reader search at INFO and raw APDUs, nonces included, at
-    DEBUG. It passes at WARNING and above, at INFO only with -vv, never at DEBUG. A filter
-    on the handler, because nfcpy resets its logger's level when it is imported, which
-    happens lazily, after this setup."""
+class LibraryQuiet(logging.Filter):
+    """Libraries that talk too much for a gate's log, each held to its own floor:
+
+    - nfcpy logs a line per reader search at INFO and raw APDUs, nonces included, at DEBUG.
+      It passes at WARNING and above, at INFO only with -vv, never at DEBUG.
+    - urllib3 warns of each connection retry; the job then reports the failure once, as its
+      own line, so the retries pass only with -v (one failure, one message).
+
+    A filter on the handler rather than logger levels, because nfcpy resets its logger's
+    level when it is imported, which happens lazily, after this setup."""
 
     def __init__(self, verbose: int) -> None:
         super().__init__()
-        self.floor = logging.INFO if verbose >= 2 else logging.WARNING
+        self.floors = {
+            "nfc": logging.INFO if verbose >= 2 else logging.WARNING,
+            "urllib3": logging.WARNING if verbose >= 1 else logging.ERROR,
+        }
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "nfc" or record.name.startswith("nfc."):
-            return record.levelno >= self.floor
-        return True
+        top = record.name.partition(".")[0]
+        floor = self.floors.get(top)
+        if floor is None:
+            return True
+        if top == "nfc" and record.levelno < logging.INFO:
+            return False  # raw APDUs and nonces: never
+        return record.levelno >= floor
 
 
 def setup_logging(verbose: int = 0) -> None:
@@ -131,7 +143,7 @@ def setup_logging(verbose: int = 0) -> None:
         root.removeHandler(old)
     handler = StderrHandler()
     handler.setFormatter(formatter)
-    handler.addFilter(NfcQuiet(verbose))
+    handler.addFilter(LibraryQuiet(verbose))
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)

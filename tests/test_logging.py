@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reader.cli import NfcQuiet, stderr_is_journal
+from reader.cli import LibraryQuiet, stderr_is_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_ERROR = "time 'yesterday' is neither epoch seconds nor ISO 8601"
@@ -140,10 +140,20 @@ def test_nfc_filter_refuses_debug_even_at_the_highest_verbosity() -> None:
     def record(name: str, level: int) -> logging.LogRecord:
         return logging.LogRecord(name, level, __file__, 1, "m", None, None)
 
-    quiet = NfcQuiet(verbose=5)
+    quiet = LibraryQuiet(verbose=5)
     assert not quiet.filter(record("nfc.clf", logging.DEBUG))
     assert quiet.filter(record("nfc.clf", logging.INFO))
     assert quiet.filter(record("nfcx", logging.DEBUG))  # another library that merely starts with "nfc"
+
+
+def test_urllib3_retry_warnings_pass_only_when_asked_for() -> None:
+    # A sync that cannot connect is reported once by the command; urllib3 warns of each
+    # retry before that, which is detail for -v.
+    retry = logging.LogRecord("urllib3.connectionpool", logging.WARNING, __file__, 1, "Retrying", None, None)
+    assert not LibraryQuiet(verbose=0).filter(retry)
+    assert LibraryQuiet(verbose=1).filter(retry)
+    failed = logging.LogRecord("urllib3.connectionpool", logging.ERROR, __file__, 1, "failed", None, None)
+    assert LibraryQuiet(verbose=0).filter(failed)
 
 
 # -- the journal test itself -----------------------------------------------------------------
