@@ -1,7 +1,8 @@
 """Errors of the offline cache: the store, the sync job and the uploader.
 
-``offline_cache`` never imports ``reader`` (see docs/ARCHITECTURE notes in README), so its
-root is its own; the ``gate-reader`` entry point catches it beside reader's root.
+``offline_cache`` never imports ``reader`` (the layering rule of README's layout section,
+kept by tests/test_layers.py), so its root is its own; ``reader/errors.py`` draws it in the
+project's tree, and the ``gate-reader`` entry point catches it beside reader's root.
 """
 
 from __future__ import annotations

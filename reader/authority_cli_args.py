@@ -29,9 +29,9 @@ from typing import Any, NoReturn
 import cbor2
 from cryptography.hazmat.primitives import serialization
 
-from reader.files import read_limited
 from reader.gatepass.authority import AuthorityError, qr_png, write_private
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_TEXT_CHARS, seal_text
+from reader.gatepass.files import read_limited
 from reader.timeparse import parse_time
 
 PROG = "gate-reader authority"

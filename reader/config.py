@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reader.errors import ConfigError
-from reader.files import read_limited
+from reader.gatepass.files import read_limited
 from reader.gatepass.verdict import Policy
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -291,7 +291,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
-    raw = read_limited(path, MAX_CONFIG_BYTES, f"config file {path}")
+    raw = read_limited(path, MAX_CONFIG_BYTES, f"config file {path}", ConfigError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,23 +1,52 @@
-"""The project's exceptions: one root, and leaves that also inherit the builtin they resemble.
+"""The application's exceptions, and the map of every error the project raises on purpose.
 
-A denial is never an exception: it is a :class:`reader.gatepass.decide.Decision`.
+Each package that may not import another has its own root (``drivers`` and
+``offline_cache`` never import ``reader``; ``reader.gatepass`` imports nothing else of
+``reader``). Leaves also inherit the builtin they resemble, so a caller that knows only
+``ValueError`` or ``OSError`` still catches them. A denial is never an exception: it is a
+:class:`reader.gatepass.verdict.Decision` with a reason of spec section 7.
+
+::
+
+    GateReaderError                 reader.errors: the application (config, commands)
+    +-- ConfigError (ValueError)      a wrong setting, option or file a setting names
+
+    GatePassError (ValueError)      reader.gatepass.errors: the credential core
+    +-- CborError                     not one well-formed CBOR item within the limits
+    +-- CoseFormatError               not a COSE_Sign1 as GatePass accepts it
+    +-- EnvelopeError                 the QR text / NFC bytes fail a format check
+    +-- TokenRejected                 a status or legacy list token to be ignored
+    +-- TrustStoreError               a trust anchor file that cannot be used
+    +-- AuthorityError                the test authority cannot do what was asked
+
+    CacheError                      offline_cache.errors: the store, sync and upload
+    +-- StoreError (OSError)          the cache database cannot be used
+    |   +-- CacheUnusable               nothing in the file is usable (start_empty may act)
+    +-- RollbackRefused (ValueError)  an update would take a list back to an older iat
+    +-- SyncError                     a sync failed (``check`` names the failed check)
+    +-- UploadError                   an upload batch was not accepted
+
+    DriverError                     drivers.errors: the hardware drivers
+    +-- DriverConfigError (ValueError)  a driver setting is wrong
+    +-- DeviceUnavailable (OSError)     the device is not there or stopped answering
+    +-- DriverTimeout (TimeoutError)    a device did not answer within its bound
+
+The command line (``reader.cli``) turns them into one ``gate-reader CMD: error: ...`` line
+in one place: ConfigError and TrustStoreError (and usage errors) exit 2, as a configuration
+error; each command keeps its own status for its failures (see its ``--help``).
 """
 
 from __future__ import annotations
 
 
 class GateReaderError(Exception):
-    """Root of every error gate-reader raises on purpose."""
+    """Root of every error the application (``reader`` outside ``reader.gatepass``) raises
+    on purpose. Raised as itself nowhere: its leaves say what went wrong."""
 
 
 class ConfigError(GateReaderError, ValueError):
-    """A configuration or command-line value is wrong: a trust file that is missing, empty,
-    holds a private key or an unsupported block; a status file that cannot be read; a time
-    that does not parse. The message names the key path or file."""
-
-
-class TrustStoreError(ConfigError):
-    """A trust anchor file cannot be used: unreadable, no certificate or public key in it,
-    a block that does not parse, a private key where only public material belongs, or a
-    key that would prove nothing (an Ed25519 point of small order or not canonically
-    encoded, an RSA key under 2048 bits or with an exponent other than 65537)."""
+    """A configuration or command-line value is wrong: a config file that is not valid TOML,
+    a key that is unknown, missing or out of range, a file a key or option names that is
+    missing, unreadable, too large or of the wrong kind, a cache path that is a directory, a
+    time or duration that does not parse or is out of range, a verify request that is not
+    valid. The message names the key path, option or file. Commands exit 2 on it."""

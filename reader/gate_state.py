@@ -23,8 +23,9 @@ from offline_cache.store import Store
 from offline_cache.times import show_time
 from reader.clock import gate_clock
 from reader.config import Config
-from reader.errors import ConfigError, TrustStoreError
-from reader.files import read_limited
+from reader.errors import ConfigError
+from reader.gatepass.errors import TrustStoreError
+from reader.gatepass.files import read_limited
 from reader.gatepass.legacy import LegacyList, verify_legacy_token
 from reader.gatepass.statuslist import StatusLists, TokenRejected, verify_status_token
 from reader.gatepass.trust import MAX_TRUST_FILE_BYTES, TrustStore, anchors_from_pem
@@ -150,7 +151,7 @@ def _decode(
     problems: list[str] = []
     trust = TrustStore()
     if pem is None and fallback_trust is not None:
-        pem = read_limited(fallback_trust, MAX_TRUST_FILE_BYTES, f"gate.trust: {fallback_trust}")
+        pem = read_limited(fallback_trust, MAX_TRUST_FILE_BYTES, f"gate.trust: {fallback_trust}", ConfigError)
         try:
             trust = TrustStore(anchors_from_pem(pem, f"gate.trust: {fallback_trust}"))
         except TrustStoreError as exc:

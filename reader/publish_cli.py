@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from reader import authority_cli_args as a
-from reader.errors import TrustStoreError
 from reader.gatepass.authority import (
     AuthorityError,
     Issuer,
@@ -38,6 +37,7 @@ from reader.gatepass.authority import (
     sign_status_list,
     status_entries,
 )
+from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.legacy import LegacyList, verify_legacy_token
 from reader.gatepass.statuslist import MAX_LIST_BYTES, StatusList, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem

@@ -32,9 +32,10 @@ from offline_cache.store import Store, StoredToken, SyncUpdate
 from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets
 from reader.clock import gate_clock, system_clock_synchronised
 from reader.config import Config
-from reader.errors import ConfigError, TrustStoreError
-from reader.files import read_limited
+from reader.errors import ConfigError
 from reader.gate_state import open_cache
+from reader.gatepass.errors import TrustStoreError
+from reader.gatepass.files import read_limited
 from reader.gatepass.legacy import verify_legacy_token
 from reader.gatepass.statuslist import StatusList, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
@@ -160,7 +161,7 @@ def run_sync(config: Config, *, now: float | None = None) -> SyncReport:
     if config.sync is None:
         raise ConfigError("sync: the config has no [sync] table")
     started = time.monotonic()
-    root = read_limited(config.sync.root, MAX_ROOT_BYTES, f"sync.root: {config.sync.root}")
+    root = read_limited(config.sync.root, MAX_ROOT_BYTES, f"sync.root: {config.sync.root}", ConfigError)
     store = open_cache(config, create=True)  # the sync owns the cache: it may create it, or move a corrupt one aside
     try:
         try:

@@ -23,8 +23,8 @@ from offline_cache.store import Store
 from offline_cache.upload import Uploader, UploadResult
 from reader.config import Config
 from reader.errors import ConfigError
-from reader.files import read_limited
 from reader.gate_state import cache_file, status_report
+from reader.gatepass.files import read_limited
 
 MAX_TOKEN_BYTES = 64 << 10  # a bearer token is a line; a JWT a few KB
 MAX_PEM_BYTES = 1 << 20
@@ -66,7 +66,7 @@ def gate_key(config: Config) -> Ed25519PrivateKey:
 def _readable(path: Path | None, key: str, limit: int = MAX_PEM_BYTES) -> bytes | None:
     """A file [upload] names, read once (bounded) so that a missing or unreadable one,
     or a directory, is a configuration error naming its key, not a TLS error later."""
-    return None if path is None else read_limited(path, limit, f"{key}: {path}")
+    return None if path is None else read_limited(path, limit, f"{key}: {path}", ConfigError)
 
 
 def _uploader(config: Config, store: Store, journal: Journal, stamp: float) -> Uploader:

@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from reader.errors import ConfigError
-from reader.files import read_limited
 from reader.gatepass.decide import Clock, CredentialCache, Decision, Policy, decide_nfc, decide_text
 from reader.gatepass.envelope import DEFAULT_PREFIXES
+from reader.gatepass.files import read_limited
 from reader.gatepass.statuslist import StatusList, StatusLists, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore
 from reader.timeparse import check_duration, parse_clock, parse_duration
@@ -152,7 +152,7 @@ class Checker:
     def _read_list(self, path: str) -> bytes:
         raw = self._files.get(path)
         if raw is None:
-            raw = self._files[path] = read_limited(path, MAX_STATUS_FILE_BYTES, f"status file {path}")
+            raw = self._files[path] = read_limited(path, MAX_STATUS_FILE_BYTES, f"status file {path}", ConfigError)
         return raw
 
     def status_lists(

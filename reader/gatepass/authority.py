@@ -38,6 +38,7 @@ from reader.gatepass.cose import (
     sig_structure,
 )
 from reader.gatepass.envelope import DEFAULT_PREFIXES, seal_text
+from reader.gatepass.errors import AuthorityError
 from reader.gatepass.legacy import CLAIM_CARDS as CLAIM_LEGACY_CARDS
 from reader.gatepass.legacy import LEGACY_LIST_TYP
 from reader.gatepass.legacy import card_key as legacy_card_key
@@ -49,10 +50,6 @@ _ECDSA_CURVES = {ALG_ES256: (ec.SECP256R1, hashes.SHA256, 32), ALG_ES384: (ec.SE
                  ALG_ES512: (ec.SECP521R1, hashes.SHA512, 66)}
 
 
-class AuthorityError(ValueError):
-    """A request to the test authority cannot be met: an unknown algorithm name, a key file
-    that is not the kind expected, a holder key that GatePass cannot bind (only ES256 and
-    EdDSA), or an argument out of range (status value wider than the list's bits)."""
 
 
 def write_private(path: Path, data: bytes) -> None:

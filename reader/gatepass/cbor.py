@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 import cbor2
 from cbor2 import CBORSimpleValue, CBORTag
 
+from reader.gatepass.errors import CborError
+
 MAX_DEPTH = 16
 MAX_ITEMS = 65_536  # the default budget: never binds an input of FAST_MAX_BYTES or less
 FAST_MAX_BYTES = 65_536
@@ -53,10 +55,6 @@ UNDEFINED = cbor2.undefined
 _BREAK = object()  # the budgeted engine's marker for a break byte
 
 
-class CborError(ValueError):
-    """The bytes are not exactly one well-formed CBOR item within the decoder's limits:
-    truncated or trailing data, reserved encodings, invalid UTF-8, duplicate map keys,
-    nesting deeper than ``max_depth`` or more than ``max_items`` items."""
 
 
 class OtherKey(NamedTuple):

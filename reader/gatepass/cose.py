@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from reader.gatepass.cbor import CborError, Tag, loads
+from reader.gatepass.errors import CoseFormatError
 
 ALG_ES256 = -7
 ALG_ES384 = -35
@@ -45,10 +46,6 @@ MAX_ENVELOPE_ITEMS = 64
 MAX_HEADER_ITEMS = 32
 
 
-class CoseFormatError(ValueError):
-    """The bytes are not a COSE_Sign1 as GatePass accepts it (spec section 1): not exactly
-    one CBOR item, another tag or nesting, a protected header that is not an empty bstr or
-    an encoded map, an unprotected header that is not a map, or a payload that is not a bstr."""
 
 
 # A kid header that is present but not a byte string: distinct from "absent".

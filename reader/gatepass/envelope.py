@@ -9,6 +9,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
+from reader.gatepass.errors import EnvelopeError
+
 MAX_TEXT_CHARS = 4096
 MAX_INFLATED_BYTES = 65_536
 MAX_NFC_BYTES = 4096
@@ -18,17 +20,6 @@ BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 # Character -> value 0..44 for bytes.translate; every other byte maps to 0xFF.
 _BASE45_TABLE = bytes(BASE45_ALPHABET.index(chr(b)) if chr(b) in BASE45_ALPHABET else 0xFF for b in range(256))
 
-
-class EnvelopeError(ValueError):
-    """The text or NFC bytes fail one of the format checks of spec 2.1/2.2.
-
-    ``reason`` is ``malformed`` (unknown prefix, bad base45, bad zlib) or ``too_large``
-    (text over 4096 characters, inflated data over 64 KiB, NFC response over 4096 bytes)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 # Maps a base45 digit to 1 when, as the most significant digit of a triple, it could push

@@ -21,6 +21,7 @@ from reader.gatepass.cose import (
     parse_sign1,
     verify_signature,
 )
+from reader.gatepass.errors import TokenRejected
 from reader.gatepass.trust import TrustStore
 
 STATUS_LIST_TYP = "application/statuslist+cwt"
@@ -38,11 +39,6 @@ REVOKED = 1
 SUSPENDED = 2
 
 
-class TokenRejected(ValueError):
-    """A status list or legacy card list token is to be ignored: wrong typ or alg (both
-    must be protected), kid missing (from the protected header, for a legacy card list) or
-    untrusted, bad signature, malformed claims, a list that does not inflate within bounds,
-    or an iat ahead of a trusted clock."""
 
 
 def verify_signed_token(

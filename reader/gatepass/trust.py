@@ -21,9 +21,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-from reader.errors import TrustStoreError
-from reader.files import read_limited
 from reader.gatepass.cose import ed25519_key_problem, key_kind
+from reader.gatepass.errors import TrustStoreError
+from reader.gatepass.files import read_limited
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END \1-----", re.DOTALL

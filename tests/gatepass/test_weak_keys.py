@@ -27,11 +27,11 @@ from cryptography.x509.oid import NameOID
 
 import reader.gatepass.decide as decide_module
 import reader.gatepass.trust as trust_module
-from reader.errors import TrustStoreError
 from reader.gatepass.authority import Issuer
 from reader.gatepass.cose import ALG_EDDSA, TAG_SIGN1, ed25519_key_problem, sig_structure, verify_signature
 from reader.gatepass.decide import Clock, decide_nfc, decide_text
 from reader.gatepass.envelope import seal_text
+from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.statuslist import StatusLists
 from reader.gatepass.trust import TrustAnchor, TrustStore, anchors_from_pem, kid_for_der
 
