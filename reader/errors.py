@@ -10,6 +10,7 @@ Each package that may not import another has its own root (``drivers`` and
 
     GateReaderError                 reader.errors: the application (config, commands)
     +-- ConfigError (ValueError)      a wrong setting, option or file a setting names
+    +-- CommandFailed                 a command's own failure, with its exit status
 
     GatePassError (ValueError)      reader.gatepass.errors: the credential core
     +-- CborError                     not one well-formed CBOR item within the limits
@@ -33,7 +34,7 @@ Each package that may not import another has its own root (``drivers`` and
 
 The command line (``reader.cli``) turns them into one ``gate-reader CMD: error: ...`` line
 in one place: ConfigError and TrustStoreError (and usage errors) exit 2, as a configuration
-error; each command keeps its own status for its failures (see its ``--help``).
+error; CommandFailed carries the command's own status for its failures (see its ``--help``).
 """
 
 from __future__ import annotations
@@ -50,3 +51,15 @@ class ConfigError(GateReaderError, ValueError):
     missing, unreadable, too large or of the wrong kind, a cache path that is a directory, a
     time or duration that does not parse or is out of range, a verify request that is not
     valid. The message names the key path, option or file. Commands exit 2 on it."""
+
+
+class CommandFailed(GateReaderError):
+    """A command could not do its job for a reason that is not a wrong setting: the sync's
+    repository failed a check or could not be reached, the collector did not take an upload,
+    a benchmark's own sanity check failed. Raised only by ``reader.cli`` modules (services
+    return their failures as data); the entry point prints the message as the command's one
+    error line and exits with ``code`` (1 unless the command documents another)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code

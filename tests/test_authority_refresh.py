@@ -23,14 +23,14 @@ import pytest
 
 import offline_cache.publish as publish_module
 from offline_cache.publish import Repository
-from reader import publish_cli
 from reader.cli import main
-from reader.config import load_config
+from reader.cli import publish as publish_cli
+from reader.gate.config import load_config
+from reader.gate.sync import run_sync
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.legacy import verify_legacy_token
 from reader.gatepass.statuslist import StatusList, verify_status_token
 from reader.gatepass.trust import TrustStore
-from reader.sync_job import run_sync
 
 from .offline_cache.tuf_server import TufServer
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reader.config import load_config, parse_config
 from reader.errors import ConfigError
+from reader.gate.config import load_config, parse_config
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "gate-reader.example.toml"
 MINIMAL = '[gate]\nid = "g1"\n[cache]\npath = "cache.db"\n'

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from offline_cache.journal import Journal
 from offline_cache.store import Store, SyncUpdate
-from reader.config import load_config
+from reader.gate.config import load_config
+from reader.gate.upload import heartbeat
 from reader.gatepass.authority import Issuer, build_status_list
-from reader.upload_job import heartbeat
 
 from .conftest import URI, run
 

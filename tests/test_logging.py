@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reader.cli import LibraryQuiet, stderr_is_journal
+from reader.cli.logs import LibraryQuiet, stderr_is_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_ERROR = "time 'yesterday' is neither epoch seconds nor ISO 8601"
@@ -78,14 +78,14 @@ def test_each_failure_is_one_line_at_error_level(tmp_path: Path, args: list[str]
 
 SNIPPET = """
 import logging
-from reader.cli import setup_logging
+from reader.cli.logs import setup_logging
 setup_logging({verbose})
 logging.getLogger("drivers.base").warning("source cam: device lost (%s)", "gone")
 logging.getLogger("drivers.base").info("source cam: device open")
 try:
     1 / 0
 except ZeroDivisionError:
-    logging.getLogger("reader.verify_cli").exception("a failure with its traceback")
+    logging.getLogger("reader.cli.verify").exception("a failure with its traceback")
 """
 
 
@@ -93,7 +93,7 @@ def test_module_records_are_plain_on_a_terminal_and_prefixed_line_by_line_in_the
     _, plain = run([], tmp_path, code=SNIPPET.format(verbose=0))
     lines = plain.splitlines()
     assert lines[0] == "gate-reader: warning: drivers.base: source cam: device lost (gone)"
-    assert lines[1] == "gate-reader: error: reader.verify_cli: a failure with its traceback"
+    assert lines[1] == "gate-reader: error: reader.cli.verify: a failure with its traceback"
     assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "ZeroDivisionError: division by zero"
     assert "device open" not in plain  # INFO only at -v
     assert not any(line.startswith("<") for line in lines)
@@ -102,7 +102,7 @@ def test_module_records_are_plain_on_a_terminal_and_prefixed_line_by_line_in_the
     lines = journal.splitlines()
     assert lines[0] == "<4>drivers.base: source cam: device lost (gone)"
     assert lines[1] == "<6>drivers.base: source cam: device open"
-    assert lines[2] == "<3>reader.verify_cli: a failure with its traceback"
+    assert lines[2] == "<3>reader.cli.verify: a failure with its traceback"
     # journald reads each line on its own: a traceback's lines keep the error priority
     assert all(line.startswith("<3>") for line in lines[3:]) and lines[-1] == "<3>ZeroDivisionError: division by zero"
 
@@ -111,7 +111,7 @@ def test_module_records_are_plain_on_a_terminal_and_prefixed_line_by_line_in_the
 
 NFC_SNIPPET = """
 import logging
-from reader.cli import setup_logging
+from reader.cli.logs import setup_logging
 setup_logging({verbose})
 import nfc  # sets its logger to INFO on import, after our set-up, as a lazy import does
 logging.getLogger("nfc").setLevel(logging.DEBUG)  # even when asked for everything

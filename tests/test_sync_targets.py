@@ -12,8 +12,8 @@ import pytest
 from offline_cache.errors import SyncError
 from offline_cache.store import Store, SyncUpdate
 from offline_cache.sync import FetchedTargets
+from reader.gate.sync import verify_fetched
 from reader.gatepass.authority import Issuer, build_status_list
-from reader.sync_job import verify_fetched
 
 A = "https://status.example.gov/lists/a"
 B = "https://status.example.gov/lists/b"

@@ -18,11 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reader.cli import EXIT_STDOUT_CLOSED, main
+from reader.cli.verify import Checker
+from reader.cli.verify_requests import MAX_JSONL_DEPTH, MAX_JSONL_LINE_BYTES
 from reader.errors import ConfigError
+from reader.gate.deciding import checked_policy
+from reader.gate.timeparse import MAX_TIME, check_duration, check_time, parse_clock, parse_time
 from reader.gatepass.decide import Policy
-from reader.timeparse import MAX_TIME, check_duration, check_time, parse_clock, parse_time
-from reader.verify_cli import Checker, checked_policy
-from reader.verify_requests import MAX_JSONL_DEPTH, MAX_JSONL_LINE_BYTES
 
 VECTORS = Path(__file__).parent / "data" / "gatepass-v1"
 CASES = {case["name"]: case for case in json.loads((VECTORS / "cases.json").read_text())["cases"]}

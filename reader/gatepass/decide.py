@@ -9,7 +9,7 @@ what is wrong with a credential; the reason is the earliest failure in :data:`RE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -71,7 +71,6 @@ __all__ = [
     "InMemoryReplay",
     "Policy",
     "ReplayMemory",
-    "Verifier",
     "decide_cose",
     "decide_nfc",
     "decide_text",
@@ -542,25 +541,3 @@ def decide_nfc(
     return decide_cose(
         response, clock=clock, trust=trust, lists=lists, policy=policy, challenge=challenge, cache=cache
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Verifier:
-    """The pieces a gate decides with, bundled for callers that decide many times."""
-
-    trust: TrustStore
-    lists: StatusLists
-    policy: Policy = DEFAULT_POLICY
-    prefixes: tuple[str, ...] = DEFAULT_PREFIXES
-    cache: CredentialCache | None = field(default_factory=CredentialCache)
-
-    def text(self, text: str, clock: Clock, replay: ReplayMemory | None = None) -> Decision:
-        return decide_text(
-            text, clock=clock, trust=self.trust, lists=self.lists, policy=self.policy,
-            prefixes=self.prefixes, replay=replay, cache=self.cache,
-        )
-
-    def nfc(self, response: bytes, challenge: bytes, clock: Clock) -> Decision:
-        return decide_nfc(
-            response, challenge, clock=clock, trust=self.trust, lists=self.lists, policy=self.policy, cache=self.cache
-        )

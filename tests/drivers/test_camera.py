@@ -16,13 +16,13 @@ import zxingcpp
 
 from drivers.base import Presentation
 from drivers.camera import CameraSource
+from drivers.camera_sim import background, centred, code_image, scene, write_mjpg, write_png_sequence
 from drivers.errors import DriverConfigError, DriverError
 from drivers.qr_decode import decode, zbar_unavailable_reason
 from drivers.registry import source_class
-from reader.bench_qr import background, centred, code_image, scene, write_mjpg, write_png_sequence
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, issue_credential
-from reader.gatepass.decide import Clock, decide_text
-from reader.gatepass.statuslist import StatusLists
+from reader.gatepass.decide import Clock
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
 W, H = 640, 480
@@ -115,7 +115,7 @@ def test_gatepass_qr_in_video_gives_one_granted_presentation(tmp_path: Path, aut
     source, got = play(video, decoder=decoder)
 
     assert [(p.source, p.kind, p.payload) for p in got] == [("cam", "qr", text)]
-    decision = decide_text(got[0].payload, clock=Clock(time.time()), trust=authority.trust, lists=StatusLists())
+    decision = Decider(authority.trust).decide("qr", got[0].payload, Clock(time.time()))
     assert decision.granted, decision
     assert source.duplicates > 0  # the jittering code was decoded again and deduplicated
 

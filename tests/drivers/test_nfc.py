@@ -26,8 +26,9 @@ from drivers.base import Presentation
 from drivers.errors import DriverConfigError
 from drivers.nfc import NfcSource
 from drivers.nfc_emulator import CardEmulator, GatePassHolder, LegacyCard
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
-from reader.gatepass.decide import Clock, Decision, decide_nfc
+from reader.gatepass.decide import Clock, Decision
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
@@ -51,7 +52,7 @@ class Authority:
         self.issuer = Issuer.generate(issuer_alg)
         self.trust = TrustStore(anchors_from_pem(self.issuer.certificate_pem, "test-issuer"))
         token = build_status_list(self.issuer, uri=URI, size=1024, values={}, iat=self.now)
-        self.lists = StatusLists([verify_status_token(token, self.trust, now=self.now)])
+        self.decider = Decider(self.trust, StatusLists([verify_status_token(token, self.trust, now=self.now)]))
 
     def card(self, holder_alg: str = "ES256", idx: int = 1, **faults: Any) -> GatePassHolder:
         holder = Holder.generate(holder_alg)
@@ -61,8 +62,8 @@ class Authority:
 
     def decide(self, presentation: Presentation) -> Decision:
         assert isinstance(presentation.payload, bytes) and presentation.challenge is not None
-        return decide_nfc(presentation.payload, presentation.challenge, clock=Clock(time.time()),
-                          trust=self.trust, lists=self.lists)
+        return self.decider.decide(presentation.kind, presentation.payload, Clock(time.time()),
+                                   challenge=presentation.challenge)
 
 
 @pytest.fixture(scope="module")

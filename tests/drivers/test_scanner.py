@@ -25,9 +25,9 @@ from drivers.base import Presentation
 from drivers.errors import DriverConfigError, DriverError
 from drivers.registry import source_class
 from drivers.scanner import ScannerSource
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, issue_credential
-from reader.gatepass.decide import Clock, Decision, Policy, decide_text
-from reader.gatepass.statuslist import StatusLists
+from reader.gatepass.decide import Clock, Decision
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
 
@@ -115,9 +115,8 @@ def qr_text(authority) -> Callable[[], str]:
 
 @pytest.fixture
 def decide(authority) -> Callable[[str], Decision]:
-    trust = authority[3]
-    return lambda text: decide_text(text, clock=Clock(time.time()), trust=trust, lists=StatusLists(),
-                                    policy=Policy())
+    decider = Decider(authority[3])
+    return lambda text: decider.decide("qr", text, Clock(time.time()))
 
 
 # -- lines ------------------------------------------------------------------------------------------

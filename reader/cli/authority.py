@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reader import authority_cli_args as a
-from reader import publish_cli
+from reader.cli import authority_args as a
+from reader.cli import publish
 from reader.gatepass.authority import (
     ALG_BY_NAME,
     AuthorityError,
@@ -37,20 +37,19 @@ DAY_S = a.DAY_S
 _TAGS = {"18": 18, "61": 61, "none": None}
 
 
-def add_parser(commands: Any) -> None:
-    """Add ``authority`` and its actions to the ``gate-reader`` subcommands."""
-    parser = commands.add_parser(
-        "authority", help="test issuer and holder: keys, credentials, QR/NFC presentations, lists",
-        description="The GatePass test authority: makes the keys, credentials, presentations, status "
-        "lists and legacy card lists a gate reads (formats of the GatePass v1 spec).",
-        epilog=a.OVERVIEW, formatter_class=a.HelpFormatter,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Fill in ``gate-reader authority`` and its actions. An action's expected failures
+    (AuthorityError, ValueError, OSError) are its one error line and exit 2 (reader.cli)."""
+    parser.description = ("The GatePass test authority: makes the keys, credentials, presentations, status "
+                          "lists and legacy card lists a gate reads (formats of the GatePass v1 spec).")
+    parser.epilog = a.OVERVIEW
+    parser.formatter_class = a.HelpFormatter
     a.one_line_errors(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=a.OneLineParser)
     for build in (_issuer_parser, _holder_parser, _issue_parser, _present_parser, _static_parser,
                   _answer_parser, _status_parser, _legacy_parser):
         build(actions)
-    publish_cli.add_actions(actions, _action, _load_issuer)
+    publish.add_actions(actions, _action, _load_issuer)
 
 
 def _action(actions: Any, name: str, handler: Handler, summary: str, description: str, example: str) -> Any:
@@ -58,22 +57,8 @@ def _action(actions: Any, name: str, handler: Handler, summary: str, description
         name, help=summary, description=description, epilog=a.example_block(example),
         formatter_class=a.HelpFormatter,
     )
-    parser.set_defaults(func=_guarded(handler))
+    parser.set_defaults(func=handler)
     return parser
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Turn every expected failure into the one error line and exit status 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except OSError as exc:
-            return a.fail_line(a.os_error_text(exc))
-        except (AuthorityError, ValueError) as exc:
-            return a.fail_line(str(exc))
-
-    return run
 
 
 def _load_issuer(args: argparse.Namespace) -> Issuer:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from reader.errors import ConfigError
+from reader.gate.timeparse import check_time, parse_clock, shown
 from reader.gatepass.envelope import DEFAULT_PREFIXES
-from reader.timeparse import check_time, parse_clock, shown
 
 #: A request is a payload (at most 4096 characters), a few paths and flags: far below this.
 MAX_JSONL_LINE_BYTES = 1 << 20

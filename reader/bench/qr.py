@@ -14,8 +14,8 @@ does). Then, side by side in one run:
   the process's CPU time over the wall time: percent of one core. That includes OpenCV
   decoding the MJPG frames, which a USB camera's MJPG stream costs too.
 
-Timing claims live here, printed, never asserted in tests. The frame helpers are public:
-the camera tests build their scenes with them.
+Timing claims live here, printed, never asserted in tests. The scenes and the files played
+as a camera come from the camera simulator, ``drivers/camera_sim.py``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reader.benchstats import percentile
+from drivers.camera_sim import background, centred, code_image, scene, write_mjpg, write_png_sequence
+from reader.bench.stats import percentile
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 
 if TYPE_CHECKING:  # OpenCV, numpy and segno load only when the bench runs: the CLI starts without them
@@ -41,75 +41,9 @@ if TYPE_CHECKING:  # OpenCV, numpy and segno load only when the bench runs: the 
 RESOLUTIONS: tuple[tuple[int, int], ...] = ((640, 480), (1280, 720))
 #: pixels per module at each resolution: a phone at arm's length fills a third of the frame
 MODULE_PX: dict[tuple[int, int], int] = {(640, 480): 4, (1280, 720): 6}
-DARK, LIGHT = 25, 230
 
 
-def add_parser(kinds: Any) -> None:
-    """Add ``qr`` to ``gate-reader bench`` (``kinds`` is its subparsers object)."""
-    parser = kinds.add_parser(
-        "qr",
-        help="QR decode time (zxing-cpp and zbar), camera end to end, idle camera CPU",
-        description="Render real GatePass QR presentations into 640x480 and 1280x720 frames and time: the "
-        "decode per frame with zxing-cpp and zbar side by side (median, p99), the camera source end to end from "
-        "frame read to presentation emitted, and the CPU an idle camera at 15 fps costs (percent of one core). "
-        "zbar is skipped, with the reason, where pyzbar or libzbar0 is missing. The last line is one JSON object.",
-    )
-    parser.add_argument("--frames", type=int, default=100, help="frames per decoder and size (default %(default)s)")
-    parser.add_argument("--codes", type=int, default=20, help="presentations per end-to-end run (default %(default)s)")
-    parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle camera run length (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print only the JSON object")
-    parser.set_defaults(func=run)
-
-
-# -- frames --------------------------------------------------------------------------------
-
-def code_image(text: str, module_px: int, border: int = 4) -> np.ndarray:
-    """The QR code of ``text`` (segno, error level M as the authority prints it) as a grey
-    image, ``module_px`` pixels per module, with a quiet zone of ``border`` modules."""
-    import numpy as np
-    import segno
-
-    matrix = np.array(segno.make_qr(text, error="m").matrix, dtype=np.uint8)
-    matrix = np.pad(matrix, border, constant_values=0)
-    image = np.where(matrix > 0, DARK, LIGHT).astype(np.uint8)
-    return np.kron(image, np.ones((module_px, module_px), dtype=np.uint8))
-
-
-def background(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A grey scene that is not flat: a gradient and a few blocks (a gate, a wall)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    gx = np.linspace(60, 170, width, dtype=np.float32)
-    gy = np.linspace(0, 40, height, dtype=np.float32)[:, None]
-    scene = (gx[None, :] + gy).astype(np.uint8)
-    for _ in range(6):
-        x, y = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
-        w, h = int(rng.integers(20, width // 4)), int(rng.integers(20, height // 4))
-        scene[y:y + h, x:x + w] = int(rng.integers(30, 220))
-    return scene
-
-
-def scene(base: np.ndarray, codes: list[tuple[np.ndarray, int, int]], *, noise: float = 2.0,
-          seed: int = 0) -> np.ndarray:
-    """A BGR frame: ``base`` with each ``(code image, x, y)`` pasted and sensor noise."""
-    import cv2
-    import numpy as np
-
-    frame = base.copy()
-    for image, x, y in codes:
-        h, w = image.shape
-        frame[y:y + h, x:x + w] = image[: frame.shape[0] - y, : frame.shape[1] - x]
-    if noise:
-        rng = np.random.default_rng(seed)
-        frame = np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-
-
-def centred(image: np.ndarray, width: int, height: int, jitter: int = 0) -> tuple[np.ndarray, int, int]:
-    h, w = image.shape
-    return image, max(0, (width - w) // 2 + jitter), max(0, (height - h) // 2 - jitter)
-
+# -- frames ----------------------------------------------------------------------------------------
 
 def presentations(count: int) -> list[str]:
     """``count`` distinct GatePass QR texts (one credential, a fresh nonce each)."""
@@ -117,29 +51,6 @@ def presentations(count: int) -> list[str]:
     issuer, holder = Issuer.generate("ES256"), Holder.generate("ES256")
     credential = issue_credential(issuer, sub="E-bench", iat=now - 60, exp=now + 86_400, holder=holder)
     return [holder.present_qr(credential, iat=now) for _ in range(count)]
-
-
-def write_png_sequence(frames: list[np.ndarray], directory: Path) -> str:
-    """Write frames as ``directory/%05d.png``; returns the pattern VideoCapture plays."""
-    import cv2
-
-    for index, frame in enumerate(frames):
-        cv2.imwrite(str(directory / f"{index:05d}.png"), frame)
-    return str(directory / "%05d.png")
-
-
-def write_mjpg(frames: list[np.ndarray], path: Path, fps: float) -> str:
-    """Write frames as an MJPG .avi (what a USB camera streams); returns its path."""
-    import cv2
-
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.release()
-    return str(path)
 
 
 # -- measurements --------------------------------------------------------------------------
@@ -293,15 +204,3 @@ def run(args: argparse.Namespace) -> int:
 
     print(json.dumps(result))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m reader.bench_qr``: the same as ``gate-reader bench qr``."""
-    parser = argparse.ArgumentParser(prog="bench-qr")
-    add_parser(parser.add_subparsers(dest="bench", required=True))
-    args = parser.parse_args(["qr", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

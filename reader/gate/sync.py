@@ -30,10 +30,10 @@ from pathlib import Path
 from offline_cache.errors import RollbackRefused, SyncError
 from offline_cache.store import Store, StoredToken, SyncUpdate
 from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets
-from reader.clock import gate_clock, system_clock_synchronised
-from reader.config import Config
 from reader.errors import ConfigError
-from reader.gate_state import open_cache
+from reader.gate.cache import open_cache
+from reader.gate.clock import gate_clock, system_clock_synchronised
+from reader.gate.config import Config
 from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.files import read_limited
 from reader.gatepass.legacy import verify_legacy_token

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reader.benchstats import percentile
+from reader.bench.stats import percentile
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 
 URI = "https://status.bench.example/lists/big"
@@ -54,36 +54,6 @@ def serve(directory: Path) -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def add_parsers(kinds: Any) -> None:
-    p = kinds.add_parser(
-        "sync",
-        help="sync time and memory for a 1.2M-credential list; no-change sync; revocation latency",
-        description="Publish a status list covering --entries credentials (--revoked-percent revoked) in a TUF "
-        "repository served on loopback, then time 'gate-reader sync' in a child process (wall time and peak "
-        "RSS, TUF refresh included); repeat with nothing changed and count the requests; revoke one "
-        "credential and measure how long until 'verify --config' denies it with syncs every --interval "
-        "seconds; time the status lookup a decision makes.",
-    )
-    p.add_argument("--entries", type=int, default=1_200_000, help="credentials the list covers (default %(default)s)")
-    p.add_argument("--revoked-percent", type=float, default=2.0, help="share revoked (default %(default)s)")
-    p.add_argument("--interval", type=float, default=30.0, help="sync period for the latency figure (default 30 s)")
-    p.add_argument("--json", action="store_true", help="print only the JSON object")
-    p.set_defaults(func=run_sync_bench)
-
-    p = kinds.add_parser(
-        "journal",
-        help="durable journal appends per second, and 1,000 decisions with upload running",
-        description="Append journal records one by one (each committed with WAL and synchronous=FULL, durable "
-        "across power loss) and report appends per second; then make --decisions QR decisions, each "
-        "journaled after it is made, while the uploader sends the journal to a loopback collector in another "
-        "thread, and report decisions per second and the per-decision latency with the append.",
-    )
-    p.add_argument("--appends", type=int, default=2000, help="single appends to time (default %(default)s)")
-    p.add_argument("--decisions", type=int, default=1000, help="decisions with upload running (default %(default)s)")
-    p.add_argument("--json", action="store_true", help="print only the JSON object")
-    p.set_defaults(func=run_journal_bench)
-
-
 def _child_sync(config: Path) -> tuple[float, float, str]:
     """Run one ``gate-reader sync`` child; return wall seconds, its peak RSS in MB, output."""
     started = time.perf_counter()
@@ -103,8 +73,9 @@ def _child_sync(config: Path) -> tuple[float, float, str]:
 def run_sync_bench(args: argparse.Namespace) -> int:
     from offline_cache.publish import Repository
     from offline_cache.store import Store
-    from reader.config import load_config
-    from reader.gate_state import load_state
+    from reader.gate.config import load_config
+    from reader.gate.deciding import Decider
+    from reader.gate.state import load_state
     from reader.gatepass.decide import Clock, Policy, _check_status
     from reader.gatepass.statuslist import StatusLists
 
@@ -170,15 +141,13 @@ def run_sync_bench(args: argparse.Namespace) -> int:
                 issuer, uri=URI, size=args.entries, values=values, iat=int(revoked_at)))
             repo.publish()
             published_at = time.time()
-            from reader.gatepass.decide import decide_text
-
             denied_at = None
             while denied_at is None and time.time() - revoked_at < 3 * args.interval + 60:
                 time.sleep(0.2)
                 with Store.open(gate_config.cache.path) as store:
                     state = load_state(store)
-                decision = decide_text(holder.present_qr(credential, iat=int(time.time())), clock=Clock(time.time()),
-                                       trust=state.trust, lists=state.lists, policy=Policy())
+                decision = Decider(state.trust, state.lists).decide(
+                    "qr", holder.present_qr(credential, iat=int(time.time())), Clock(time.time()))
                 if decision.reason == "revoked":
                     denied_at = time.time()
             stop.set()
@@ -226,8 +195,8 @@ def run_journal_bench(args: argparse.Namespace) -> int:
     from offline_cache.journal import Journal
     from offline_cache.store import Store
     from offline_cache.upload import Uploader
-    from reader.gatepass.decide import Clock, CredentialCache, decide_text
-    from reader.gatepass.statuslist import StatusLists
+    from reader.gate.deciding import Decider
+    from reader.gatepass.decide import Clock
     from reader.gatepass.trust import TrustStore, anchors_from_pem
 
     result: dict[str, Any] = {"benchmark": "journal", "synchronous": "FULL", "journal_mode": "WAL"}
@@ -283,12 +252,12 @@ def run_journal_bench(args: argparse.Namespace) -> int:
             journal = Journal(store)
             thread = threading.Thread(target=upload_loop, daemon=True)
             thread.start()
-            cache = CredentialCache()
+            decider = Decider(trust)
             latencies = []
             started = time.perf_counter()
             for code in codes:
                 t0 = time.perf_counter_ns()
-                decision = decide_text(code, clock=Clock(time.time()), trust=trust, lists=StatusLists(), cache=cache)
+                decision = decider.decide("qr", code, Clock(time.time()))
                 journal.append(time=time.time(), kind="decision", reader="bench",
                                decision="grant" if decision.granted else "deny", reason=decision.reason,
                                subject=decision.subject, credential_hash=decision.credential_hash)

@@ -17,28 +17,15 @@ import os
 import queue
 import statistics
 import time
-from typing import Any
 
-from reader.benchstats import percentile
+from reader.bench.stats import percentile
+from reader.errors import CommandFailed
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, issue_credential
-from reader.gatepass.decide import Clock, Policy, decide_text
-from reader.gatepass.statuslist import StatusLists
+from reader.gatepass.decide import Clock
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
 _WARMUP = 20
-
-
-def add_parser(kinds: Any) -> None:
-    parser = kinds.add_parser(
-        "scanner",
-        help="serial scanner: line received to presentation emitted (median, p99)",
-        description="Write --count real GatePass QR texts (ES256 issuer and holder), one line at a time, to a "
-        "pty whose other end the serial scanner source reads with pyserial, and time each from the moment the "
-        "line's terminator is written to the presentation emitted. Prints median_ms and p99_ms.",
-    )
-    parser.add_argument("--count", type=int, default=500, help="lines to time (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print only the JSON object")
-    parser.set_defaults(func=run)
 
 
 def _write(fd: int, data: bytes) -> None:
@@ -67,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 5
         while not source.health().up:
             if time.monotonic() > deadline:
-                print(f"bench scanner: the source did not open {path}: {source.health().last_error}")
-                return 1
+                raise CommandFailed(f"the source did not open {path}: {source.health().last_error}")
             time.sleep(0.01)
         latencies: list[float] = []
         emitted: list[str] = []
@@ -78,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
             _write(master, b"\r\n")
             presentation = sink.get(timeout=5)
             if presentation.payload != text or presentation.kind != "qr":
-                print(f"bench scanner: line {index} came back as {presentation.kind} of "
-                      f"{len(presentation.payload)} chars, not the text written")
-                return 1
+                raise CommandFailed(f"line {index} came back as {presentation.kind} of "
+                                    f"{len(presentation.payload)} chars, not the text written")
             if index >= _WARMUP:
                 latencies.append((presentation.read_at - started) * 1000)
                 emitted.append(presentation.payload)
@@ -90,12 +75,11 @@ def run(args: argparse.Namespace) -> int:
         os.close(master)
 
     # The texts are real presentations: the first and last emitted are granted.
-    trust = TrustStore(anchors_from_pem(issuer.certificate_pem, "bench-issuer"))
+    decider = Decider(TrustStore(anchors_from_pem(issuer.certificate_pem, "bench-issuer")))
     for text in (emitted[0], emitted[-1]):
-        decision = decide_text(text, clock=Clock(time.time()), trust=trust, lists=StatusLists(), policy=Policy())
+        decision = decider.decide("qr", text, Clock(time.time()))
         if not decision.granted:
-            print(f"bench scanner: an emitted presentation was denied: {decision.reason}")
-            return 1
+            raise CommandFailed(f"an emitted presentation was denied: {decision.reason}")
 
     result = {
         "benchmark": "scanner",

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reader import authority_cli_args as a
+from reader.cli import authority_args as a
 from reader.gatepass.authority import (
     AuthorityError,
     Issuer,
@@ -184,7 +184,7 @@ def _trust_of(contents: Mapping[str, bytes], fallback: TrustStore | None) -> Tru
 
 
 def _gate_view(contents: Mapping[str, bytes], trust: TrustStore, now: float | None) -> GateView:
-    """Verify each list as the gate's sync does (reader.sync_job.verify_fetched); ``now`` is
+    """Verify each list as the gate's sync does (reader.gate.sync.verify_fetched); ``now`` is
     a clock to hold iat against (None: do not)."""
     lists: dict[str, StatusList] = {}
     refused: dict[str, str] = {}

@@ -1,6 +1,6 @@
-"""``gate-reader bench``: timing figures printed as numbers, never asserted in tests.
+"""``gate-reader bench verify``: timing figures printed as numbers, never asserted in tests.
 
-``bench verify`` times whole decisions (QR text in, decision out) for first-seen
+It times whole decisions (QR text in, decision out) for first-seen
 credentials against a floor: the two raw signature verifications the decision cannot
 avoid (issuer and holder, public key objects already built), timed interleaved with the
 decisions in the same run so that both see the same machine state.
@@ -20,40 +20,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from reader import bench_cache, bench_nfc, bench_qr, bench_scanner
-from reader.benchstats import percentile
+from reader.bench.stats import percentile
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from reader.gatepass.cose import parse_sign1
-from reader.gatepass.decide import Clock, CredentialCache, Policy, decide_text
+from reader.gatepass.decide import Clock, Policy
 from reader.gatepass.envelope import open_text
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-
-
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "bench",
-        help="measure speed figures and print them",
-        description="Measure the project's speed figures and print them; the last line is one JSON object.",
-    )
-    kinds = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    verify = kinds.add_parser(
-        "verify",
-        help="decisions per second and per-decision latency against the signature floor",
-        description="Time QR decisions (text in, decision out) for first-seen credentials with ES256 issuer "
-        "and ES256 holder keys, and the two raw signature verifications alone (the floor), interleaved in one "
-        "run. Then the same for a credential seen before (its issuer check comes from the credential cache). "
-        "Prints decisions_per_s, p50_us, p99_us, floor_us and ratio = p50_us / floor_us.",
-    )
-    verify.add_argument("--count", type=int, default=2000, help="decisions per measurement (default %(default)s)")
-    verify.add_argument("--json", action="store_true", help="print only the JSON object")
-    verify.set_defaults(func=run_verify)
-    bench_cache.add_parsers(kinds)
-    bench_scanner.add_parser(kinds)
-    bench_qr.add_parser(kinds)
-    bench_nfc.add_parser(kinds)
 
 
 def _raw_verifier(text: str, issuer_key: Any, holder_key: Any) -> Callable[[], None]:
@@ -119,7 +95,7 @@ def _measure(texts: list[str], floors: list[Callable[[], None]], decide: Callabl
     }
 
 
-def run_verify(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     count = max(10, args.count)
     now = int(time.time())
     issuer = Issuer.generate("ES256")
@@ -139,10 +115,10 @@ def run_verify(args: argparse.Namespace) -> int:
         text = holder.present_qr(credential, iat=now)
         texts.append(text)
         floors.append(_raw_verifier(text, issuer_public, holder.private_key.public_key()))
-    cache = CredentialCache()
+    decider = Decider(trust, lists, policy=policy)
 
     def decide(text: str) -> Any:
-        return decide_text(text, clock=Clock(time.time()), trust=trust, lists=lists, policy=policy, cache=cache)
+        return decider.decide("qr", text, Clock(time.time()))
 
     first_seen = _measure(texts, floors, decide)
 

@@ -1,6 +1,5 @@
-"""The ``gate-reader`` command: one entry point, a subcommand per job.
-
-Logging is set up here and nowhere else. Two kinds of lines reach stderr:
+"""The process's stderr lines, set up by the entry point (:func:`reader.cli.main`) and
+nowhere else. Two kinds of lines reach stderr:
 
 - what a command says to its user, on a logger named ``gate-reader.COMMAND`` (one line per
   failure, at its level): ``gate-reader verify: error: time 'x' is neither ...``;
@@ -14,21 +13,13 @@ journald files it at its level; on a terminal, a pipe or a file the text is plai
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import select
 import sys
-from collections.abc import Sequence
 from typing import TextIO
-
-from reader import authority_cli, bench, cache_cli, verify_cli
 
 #: The loggers a command speaks to its user through: ``gate-reader.verify`` and so on.
 COMMAND_LOGGER = "gate-reader"
-#: The exit status when stdout was closed under us (``| head``): what a process killed by
-#: SIGPIPE reports to a shell (128 + 13). Not 1, which verify uses for "deny".
-EXIT_STDOUT_CLOSED = 141
 
 # syslog priorities (sd-daemon(3)) so journald keeps each line's level.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -149,57 +140,6 @@ def setup_logging(verbose: int = 0) -> None:
     root.setLevel(level)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gate-reader",
-        description="Offline GatePass verification for turnstiles and doors.",
-        epilog="Run 'gate-reader COMMAND --help' for each command's options. "
-        "Exit status: 0 success or grant, 1 deny or failure, 2 usage or configuration error, "
-        f"{EXIT_STDOUT_CLOSED} standard output closed before everything was written.",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output: -v info, -vv debug (nfcpy: warnings, info at -vv, never debug, "
-                        "where it logs nonces)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    verify_cli.add_parser(commands)
-    cache_cli.add_parser(commands)
-    authority_cli.add_parser(commands)
-    bench.add_parser(commands)
-    return parser
-
-
-def _stdout_closed() -> bool:
-    """Whether stdout's reader went away: poll reports an error on a pipe with no reader.
-    A BrokenPipeError from a socket of our own is a failure to report, not this."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), 0)
-        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    # Before parsing, so that a usage error a command reports through logging is printed.
-    setup_logging()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()  # here, not at exit, where a closed pipe is an "ignored" traceback
-        return code
-    except BrokenPipeError:
-        if not _stdout_closed():
-            raise
-        # The reader of our output left (| head): nothing is wrong with the work, and
-        # nothing more can be said on stdout. Point stdout at /dev/null so the interpreter's
-        # own flush at exit does not fail again (the idiom of Python's signal docs).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_STDOUT_CLOSED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def command_logger(label: str) -> logging.Logger:
+    """The logger a command (``verify``, ``bench nfc``) speaks to its user through."""
+    return logging.getLogger(f"{COMMAND_LOGGER}.{label.replace(' ', '.')}")

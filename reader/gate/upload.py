@@ -21,9 +21,10 @@ from offline_cache.gatekey import load_or_create_gate_key
 from offline_cache.journal import Journal
 from offline_cache.store import Store
 from offline_cache.upload import Uploader, UploadResult
-from reader.config import Config
 from reader.errors import ConfigError
-from reader.gate_state import cache_file, status_report
+from reader.gate.cache import cache_file
+from reader.gate.config import Config
+from reader.gate.report import status_report
 from reader.gatepass.files import read_limited
 
 MAX_TOKEN_BYTES = 64 << 10  # a bearer token is a line; a JWT a few KB

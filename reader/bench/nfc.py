@@ -19,41 +19,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import queue
 import socket
 import statistics
 import time
 from typing import Any
 
-from reader.benchstats import percentile
+from reader.bench.stats import percentile
+from reader.errors import CommandFailed
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
-from reader.gatepass.decide import Clock, decide_nfc
+from reader.gatepass.decide import Clock
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
-
-#: A failure is one line on stderr at error level ("gate-reader bench nfc: error: ..."),
-#: through the entry point's logging; stdout carries only the figures.
-say = logging.getLogger("gate-reader.bench.nfc")
 
 _WARMUP = 5
 _URI = "https://status.example/bench-nfc"
 ALGS = ("ES256", "EdDSA")
-
-
-def add_parser(kinds: Any) -> None:
-    parser = kinds.add_parser(
-        "nfc",
-        help="NFC over the udp simulator: activation to presentation emitted (median, p99, APDUs per tap)",
-        description="Tap --taps times with a GatePass holder whose issuer and device keys are ES256, then as "
-        "many with EdDSA ones, on nfcpy's udp driver with the card emulator, and time each tap from the target "
-        "found to the presentation emitted. Prints median_ms, p99_ms and apdus_per_tap, overall and per alg; "
-        "every presentation must be granted by decide_nfc (checked untimed).",
-    )
-    parser.add_argument("--taps", type=int, default=200, help="taps per algorithm (default %(default)s)")
-    parser.add_argument("--gate-id", default="bench-gate-01", help="the gate id sent in the challenge")
-    parser.add_argument("--json", action="store_true", help="print only the JSON object")
-    parser.set_defaults(func=run)
 
 
 def _free_port() -> int:
@@ -112,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             holder = Holder.generate(alg)
             trust = TrustStore(anchors_from_pem(issuer.certificate_pem, f"bench-{alg}"))
             token = build_status_list(issuer, uri=_URI, size=1024, values={}, iat=now)
-            lists = StatusLists([verify_status_token(token, trust, now=now)])
+            decider = Decider(trust, StatusLists([verify_status_token(token, trust, now=now)]))
             credential = issue_credential(issuer, sub=f"E-{alg}", iat=now - 60, exp=now + 86_400, holder=holder,
                                           status=(_URI, 5))
             card = GatePassHolder(lambda data, h=holder, c=credential: h.answer_challenge(data, c, iat=time.time()))
@@ -125,23 +107,22 @@ def run(args: argparse.Namespace) -> int:
                     times_ms.append(elapsed_ms)
                     apdus.append(count)
                     presentations.append(presentation)
+            # A failure is the command's one error line (reader.cli); stdout carries only figures.
             for presentation in presentations:
                 if presentation.kind != "nfc":
-                    say.error("%s: a tap gave a %s presentation", alg, presentation.kind)
-                    return 1
-                decision = decide_nfc(presentation.payload, presentation.challenge, clock=Clock(time.time()),
-                                      trust=trust, lists=lists)
+                    raise CommandFailed(f"{alg}: a tap gave a {presentation.kind} presentation")
+                decision = decider.decide("nfc", presentation.payload, Clock(time.time()),
+                                          challenge=presentation.challenge)
                 if not decision.granted:
-                    say.error("%s: presentation denied (%s: %s)", alg, decision.reason, decision.detail)
-                    return 1
+                    raise CommandFailed(f"{alg}: presentation denied ({decision.reason}: {decision.detail})")
             sizes[alg] = len(presentations[0].payload)
             results[alg] = _summary(times_ms, apdus)
             all_ms += times_ms
             all_apdus += apdus
     except queue.Empty:
         health = bench.source.health()
-        say.error("no presentation within 10 s (source up=%s, last error: %s)", health.up, health.last_error)
-        return 1
+        raise CommandFailed(f"no presentation within 10 s (source up={health.up}, last error: {health.last_error})"
+                            ) from None
     finally:
         bench.source.close()
         bench.emulator.stop()

@@ -12,19 +12,20 @@ import time
 from dataclasses import replace
 from typing import Any, TextIO
 
+from reader.cli.verify_requests import Request, challenge, read_request_lines, request_from_json
 from reader.errors import ConfigError
-from reader.gatepass.decide import Clock, CredentialCache, Decision, Policy, decide_nfc, decide_text
+from reader.gate.clock import gate_clock
+from reader.gate.config import Config
+from reader.gate.deciding import Decider, checked_policy, gate_decider, with_static
+from reader.gate.state import read_gate_state
+from reader.gate.timeparse import parse_clock, parse_duration
 from reader.gatepass.envelope import DEFAULT_PREFIXES
 from reader.gatepass.files import read_limited
 from reader.gatepass.statuslist import StatusList, StatusLists, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore
-from reader.timeparse import check_duration, parse_clock, parse_duration
-from reader.verify_requests import Request, challenge, read_request_lines, request_from_json
+from reader.gatepass.verdict import Clock, Decision, Policy
 
 log = logging.getLogger(__name__)
-#: What the command says to its user: one line per failure, rendered by the entry point
-#: as "gate-reader verify: error: ..." (with a syslog priority when stderr is the journal).
-say = logging.getLogger("gate-reader.verify")
 
 _DEFAULTS = Policy()
 MAX_STATUS_FILE_BYTES = 32 << 20
@@ -66,14 +67,11 @@ examples:
 """
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "verify",
-        help="decide grant or deny for one credential and say why",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Fill in ``gate-reader verify`` (its line in the command list is in reader.cli)."""
+    parser.description = _DESCRIPTION
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("payload", nargs="?", metavar="PAYLOAD | -", help="the text read, or '-' for stdin")
     parser.add_argument("--config", metavar="FILE",
                         help="decide as the configured gate does: trust anchors, status lists, time floor and "
@@ -122,32 +120,21 @@ def _duration(option: str) -> Any:
     return parse
 
 
-def checked_policy(policy: Policy, where: str = "policy") -> Policy:
-    """``policy`` if each duration is finite and in range; a ConfigError naming it otherwise.
-    The one gate every policy passes before it decides anything, whatever made it."""
-    for name, _ in _DURATIONS:
-        try:
-            check_duration(getattr(policy, name), f"{where} {name}")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    return policy
-
-
 class Checker:
-    """Answers requests; trust stores and list files are read once per process."""
+    """Answers requests from the trust and status files each names; trust stores and list
+    files are read once per process, and each trust store keeps its :class:`Decider` (so
+    its credential cache) across requests."""
 
     def __init__(self, policy_base: Policy) -> None:
         self.policy_base = checked_policy(policy_base)
-        self._trust: dict[tuple[str, ...], TrustStore] = {}
-        self._caches: dict[tuple[str, ...], CredentialCache] = {}
+        self._deciders: dict[tuple[str, ...], Decider] = {}
         self._files: dict[str, bytes] = {}
 
-    def trust_store(self, paths: tuple[str, ...]) -> TrustStore:
-        store = self._trust.get(paths)
-        if store is None:
-            store = self._trust[paths] = TrustStore.from_pem_files(paths)
-            self._caches[paths] = CredentialCache()
-        return store
+    def decider(self, paths: tuple[str, ...]) -> Decider:
+        decider = self._deciders.get(paths)
+        if decider is None:
+            decider = self._deciders[paths] = Decider(TrustStore.from_pem_files(paths), policy=self.policy_base)
+        return decider
 
     def _read_list(self, path: str) -> bytes:
         raw = self._files.get(path)
@@ -181,10 +168,10 @@ class Checker:
 
     def check(self, request: Request) -> dict[str, Any]:
         now = time.time() if request.at is None else request.at
-        policy = replace(self.policy_base, allow_static=request.allow_static)
-        trust = self.trust_store(request.trust)
-        lists, report = self.status_lists(request.status, trust, now, policy.skew_s)
-        decision = _decide(request, Clock(now), trust, lists, policy, request.prefixes, self._caches[request.trust])
+        decider = self.decider(request.trust)
+        # The lists are the request's own: the decider's trust (and credential cache) is kept.
+        decider.lists, report = self.status_lists(request.status, decider.trust, now, self.policy_base.skew_s)
+        decision = _decide(decider, request, Clock(now), request.prefixes)
         result = decision.to_json()
         result["status_lists"] = report
         return result
@@ -194,52 +181,41 @@ class StoreChecker(Checker):
     """Answers requests from a gate's offline cache, as the gate would (one-shot: no replay
     memory). The cache is read once per process."""
 
-    def __init__(self, policy_base: Policy, config: Any) -> None:
-        from reader.gate_state import read_gate_state
-
+    def __init__(self, policy_base: Policy, config: Config) -> None:
         super().__init__(policy_base)
         self.config = config
         self.state = read_gate_state(config)  # read-only: a one-shot check never changes the cache
-        self.cache = CredentialCache()
+        self.gate = gate_decider(config, self.state)
 
     def check(self, request: Request) -> dict[str, Any]:
-        from reader.clock import gate_clock
-
         if request.trust or request.status:
             raise ConfigError("with --config the trust anchors and lists come from the cache, not trust/status")
-        policy = checked_policy(self.config.policy.policy(), "[policy]")
-        if request.allow_static:
-            policy = replace(policy, allow_static=True)
         if request.at is not None:
             clock = Clock(request.at)  # an explicit clock given to a one-shot check is trusted
         else:
-            clock = gate_clock(time.time(), self.state.time_floor, policy.skew_s)
-        prefixes = request.prefixes if request.prefixes != DEFAULT_PREFIXES else self.config.policy.prefixes
-        state = self.state
-        decision = _decide(request, clock, state.trust, state.lists, policy, prefixes, self.cache)
+            clock = gate_clock(time.time(), self.state.time_floor, self.gate.policy.skew_s)
+        prefixes = request.prefixes if request.prefixes != DEFAULT_PREFIXES else self.gate.prefixes
+        decision = _decide(self.gate, request, clock, prefixes)
         result = decision.to_json()
         result["status_lists"] = [
             {"file": str(self.config.cache.path), "uri": status_list.uri, "iat": status_list.iat, "used": True,
              "ignored": None}
-            for status_list in state.lists
+            for status_list in self.state.lists
         ]
         result["clock_trusted"] = clock.trusted
         return result
 
 
-def _decide(
-    request: Request, clock: Clock, trust: TrustStore, lists: StatusLists, policy: Policy,
-    prefixes: tuple[str, ...], cache: CredentialCache,
-) -> Decision:
-    """The one place a request becomes a decision: NFC answers as hex, text as read."""
+def _decide(decider: Decider, request: Request, clock: Clock, prefixes: tuple[str, ...]) -> Decision:
+    """A request as a presentation for the decider: NFC answers come as hex, text as read."""
+    policy = with_static(decider.policy, request.allow_static)
     if request.nfc is None:
-        return decide_text(request.payload, clock=clock, trust=trust, lists=lists, policy=policy,
-                           prefixes=prefixes, cache=cache)
+        return decider.decide("qr", request.payload, clock, policy=policy, prefixes=prefixes)
     try:
         response = bytes.fromhex(request.payload)
     except ValueError:
         raise ConfigError("with --nfc the payload must be hex") from None
-    return decide_nfc(response, request.nfc, clock=clock, trust=trust, lists=lists, policy=policy, cache=cache)
+    return decider.decide("nfc", response, clock, challenge=request.nfc, policy=policy)
 
 
 def _read_payload(argument: str | None, stdin: TextIO) -> str:
@@ -301,50 +277,38 @@ def _policy_from(args: argparse.Namespace) -> tuple[Policy, list[str]]:
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+    """Exit status 0 grant, 1 deny; a ConfigError or ValueError raised here is the command's
+    one error line and exit 2 (reader.cli)."""
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     base, duration_options = _policy_from(args)
-    try:
-        if args.config is not None:
-            if args.trust or args.status:
-                raise ConfigError("--config takes the trust anchors and lists from the cache: drop --trust/--status")
-            if duration_options:
-                raise ConfigError(f"--config takes the windows and skews from its [policy]: drop "
-                                  f"{'/'.join(duration_options)}")
-            from offline_cache.errors import CacheError
-            from reader.config import load_config
+    if args.config is not None:
+        if args.trust or args.status:
+            raise ConfigError("--config takes the trust anchors and lists from the cache: drop --trust/--status")
+        if duration_options:
+            raise ConfigError(f"--config takes the windows and skews from its [policy]: drop "
+                              f"{'/'.join(duration_options)}")
+        from reader.gate.config import load_config  # a cache error is a configuration error (reader.cli)
 
-            try:
-                checker: Checker = StoreChecker(base, load_config(args.config))
-            except CacheError as exc:
-                raise ConfigError(str(exc)) from None
-        else:
-            checker = Checker(base)
-    except ConfigError as exc:
-        say.error("%s", exc)
-        return 2
+        checker: Checker = StoreChecker(base, load_config(args.config))
+    else:
+        checker = Checker(base)
     if args.jsonl:
         if args.payload is not None:
-            say.error("--jsonl takes its requests from stdin, not PAYLOAD")
-            return 2
+            raise ConfigError("--jsonl takes its requests from stdin, not PAYLOAD")
         return _run_jsonl(checker, stdin, out)
-    try:
-        request = Request(
-            payload=_read_payload(args.payload, stdin),
-            at=parse_clock(args.at) if args.at is not None else None,
-            trust=tuple(args.trust),
-            status=tuple(args.status),
-            prefixes=tuple(args.prefix) if args.prefix else DEFAULT_PREFIXES,
-            allow_static=args.allow_static,
-            nfc=challenge(args.nfc) if args.nfc is not None else None,
-        )
-        result = checker.check(request)
-        text = json.dumps(result, allow_nan=False) if args.json else None
-    except (ConfigError, ValueError) as exc:
-        say.error("%s", exc)
-        return 2
-    if text is not None:
-        out.write(text + "\n")
+    request = Request(
+        payload=_read_payload(args.payload, stdin),
+        at=parse_clock(args.at) if args.at is not None else None,
+        trust=tuple(args.trust),
+        status=tuple(args.status),
+        prefixes=tuple(args.prefix) if args.prefix else DEFAULT_PREFIXES,
+        allow_static=args.allow_static,
+        nfc=challenge(args.nfc) if args.nfc is not None else None,
+    )
+    result = checker.check(request)
+    if args.json:
+        out.write(json.dumps(result, allow_nan=False) + "\n")
     else:
         _print_human(result, out)
     return 0 if result["decision"] == "grant" else 1

@@ -1,4 +1,4 @@
-"""Argument parsing and file helpers for ``gate-reader authority`` (see :mod:`reader.authority_cli`).
+"""Argument parsing and file helpers for ``gate-reader authority`` (see :mod:`reader.cli.authority`).
 
 Every value a person types (a time, a hex string, an index range, a card entry) is checked
 here and refused with an :class:`AuthorityError` whose message names the option and quotes
@@ -14,7 +14,6 @@ import contextlib
 import csv
 import hashlib
 import io
-import logging
 import math
 import os
 import re
@@ -29,10 +28,11 @@ from typing import Any, NoReturn
 import cbor2
 from cryptography.hazmat.primitives import serialization
 
+from reader.cli.logs import command_logger
+from reader.gate.timeparse import parse_time
 from reader.gatepass.authority import AuthorityError, qr_png, write_private
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_TEXT_CHARS, seal_text
 from reader.gatepass.files import read_limited
-from reader.timeparse import parse_time
 
 PROG = "gate-reader authority"
 MAX_NUMERIC_DATE = 2**63 - 1
@@ -72,23 +72,17 @@ _LOWER_HEX = re.compile(r"[0-9a-f]*[a-f][0-9a-f]*")
 
 
 def fail_line(message: str) -> int:
-    """Print the one error line the command promises and return exit status 2. It goes
-    through the entry point's logging (``gate-reader authority: error: ...``), so that under
-    systemd the journal files it as an error, not at info."""
-    logging.getLogger(PROG.replace(" ", ".")).error("%s", " ".join(message.split()))
+    """Print the one error line of an argparse usage error and return exit status 2, as
+    reader.cli does for every other error of the command: through the entry point's logging
+    (``gate-reader authority: error: ...``), so that under systemd the journal files it as
+    an error, not at info."""
+    command_logger("authority").error("%s", " ".join(message.split()))
     return 2
 
 
 def note(message: str) -> None:
     """A remark for the operator on stderr; stdout stays machine-readable."""
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def os_error_text(exc: OSError) -> str:
-    """``path: reason`` rather than Python's ``[Errno 2] ...`` repr."""
-    if exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return str(exc.strerror or exc)
 
 
 class OneLineParser(argparse.ArgumentParser):
