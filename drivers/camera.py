@@ -40,7 +40,6 @@ it was out of sight for ``dedupe_s``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -55,6 +54,7 @@ import numpy as np
 from drivers.base import Sink, SourceBase, SourceHealth
 from drivers.errors import DeviceUnavailable, DriverConfigError, DriverError
 from drivers.qr_decode import FORMATS, check_choice, make_decoder
+from loghash import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,6 @@ DEFAULT_CHANGE_THRESHOLD = 2.0  # mean |difference| in grey levels (0-255) on th
 _ENDED_POLL_S = 0.25  # how often an ended file source looks at its stop flag
 
 CaptureFactory = Callable[[Any, int], Any]
-
-
-def short_hash(text: str) -> str:
-    """What logs carry instead of a payload: 8 hex digits of its SHA-256."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _redact(device: str | int) -> str:
@@ -467,4 +462,4 @@ class CameraSource(SourceBase):
         return health
 
 
-__all__ = ["FORMATS", "CameraSource", "short_hash"]
+__all__ = ["FORMATS", "CameraSource"]

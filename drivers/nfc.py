@@ -48,7 +48,6 @@ that fails on purpose, as gpiozero takes ``pin_factory``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import re
@@ -64,6 +63,7 @@ import nfc.tag.tt4
 
 from drivers.base import Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError, DriverTimeout
+from loghash import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,6 @@ _PATH = re.compile(r"^(usb(:[0-9a-fA-F]+(:[0-9a-fA-F]+)?)?|(tty|com):[\w.-]+(:\w
 _CARD_ERRORS = (nfc.clf.CommunicationError, nfc.tag.TagCommandError, IndexError, ValueError, TypeError)
 
 FrontendFactory = Callable[[str], Any]
-
-
-def short_hash(data: bytes) -> str:
-    """What logs carry instead of an answer or a UID: 8 hex digits of its SHA-256."""
-    return hashlib.sha256(data).hexdigest()[:8]
 
 
 class _CardGone(Exception):

@@ -32,7 +32,6 @@ Decisions worth knowing before changing anything here:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -42,6 +41,7 @@ import serial
 
 from drivers.base import PresentationKind, Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError
+from loghash import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ _STOPBITS = (1, 1.5, 2)
 
 def _fingerprint(data: str | bytes) -> str:
     """What logs carry instead of a payload: its length and a short hash."""
-    raw = data if isinstance(data, bytes) else data.encode("utf-8", "replace")
-    return f"{len(data)} chars, sha256 {hashlib.sha256(raw).hexdigest()[:12]}"
+    return f"{len(data)} chars, sha256 {short_hash(data)}"
 
 
 class ScannerSource(SourceBase):

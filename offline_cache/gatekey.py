@@ -11,7 +11,6 @@ anyone but its owner may read or write is refused, as ssh refuses a private key.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from offline_cache.errors import CacheError
+from offline_cache.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -105,30 +105,7 @@ def _create(path: Path, key: Ed25519PrivateKey) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:  # FileExistsError here is a file where the directory belongs
         raise CacheError(f"gate key {path}: cannot create its directory: {exc.strerror or exc}") from None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # whatever the umask: never wider, never narrower
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # fails with FileExistsError rather than replacing a key
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The new name must survive a power cut too, or the gate comes back with a new key.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    # 0600, linked into place (FileExistsError rather than replacing a key), file and
+    # directory fsynced: the new name survives a power cut, or the gate comes back with a
+    # new key the centre does not know.
+    write_private(path, pem)

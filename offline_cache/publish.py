@@ -18,8 +18,10 @@ Layout, as ngclient expects it with consistent snapshots (``consistent_snapshot=
     public/targets/<dir>/<sha256>.<basename>            content-addressed target files
 
 Writes are ordered (target files, targets, snapshot, then timestamp) and each one is atomic
-(temp file + ``os.replace``), so a web server serving the directory mid-publish only ever
-shows the old complete state or the new one. Serve ``public/`` and nothing else.
+and durable (``offline_cache.files.write_atomic``: temp file, fsync, rename, fsync of the
+directory; mode 0644 so a web server running as another user can read it), so a web server
+serving the directory mid-publish only ever shows the old complete state or the new one.
+Serve ``public/`` and nothing else.
 
 Key rotation and pruning of old versions are not done here: each publish leaves the older
 versioned files in place (they are small, and a client mid-refresh may still need them).
@@ -40,7 +42,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +51,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
+
+from offline_cache.files import write_atomic, write_private
 
 logger = logging.getLogger(__name__)
 
@@ -72,30 +75,6 @@ def validate_target_path(path: str) -> str:
     if path in _FIXED_TARGETS or _STATUS_RE.fullmatch(path):
         return path
     raise ValueError(f"bad target path {path!r}: expected trust/issuers.pem, status/<name>.cwt or legacy/cards.cwt")
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a
-    part: temp file in the same directory, fsync, ``os.replace``, fsync of the directory.
-    Mode 0644 (not mkstemp's 0600) so a web server running as another user can read it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -154,11 +133,9 @@ class Repository:
         signers: dict[str, CryptoSigner] = {}
         for role in ROLES:
             signer = CryptoSigner.generate_ed25519()
-            fd = os.open(repo / "keys" / f"{role}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(signer.private_bytes)
+            write_private(repo / "keys" / f"{role}.key", signer.private_bytes)
             signers[role] = signer
-        _atomic_write(repo / _CONFIG_FILE, json.dumps({"expiry_days": expiry}, indent=2).encode())
+        write_atomic(repo / _CONFIG_FILE, json.dumps({"expiry_days": expiry}, indent=2).encode())
 
         self = cls(repo, signers, expiry)
         now = _utc(None)
@@ -166,10 +143,10 @@ class Repository:
         for role in ROLES:
             root.add_key(signers[role].public_key, role)
         root_bytes = self._sign(Metadata(root))
-        _atomic_write(self.metadata_dir / "1.root.json", root_bytes)
-        _atomic_write(self.metadata_dir / "root.json", root_bytes)
+        write_atomic(self.metadata_dir / "1.root.json", root_bytes)
+        write_atomic(self.metadata_dir / "root.json", root_bytes)
         targets_bytes = self._sign(Metadata(Targets(expires=now + timedelta(days=expiry[Targets.type]))))
-        _atomic_write(self.metadata_dir / "1.targets.json", targets_bytes)
+        write_atomic(self.metadata_dir / "1.targets.json", targets_bytes)
         self._write_snapshot_and_timestamp(1, targets_bytes, 1, 1, now)
         logger.info("created TUF repository %s", repo)
         return self
@@ -271,7 +248,7 @@ class Repository:
                 targets.version += 1
                 targets.expires = now + lifetime
                 targets_bytes = self._sign(targets_md)
-                _atomic_write(self.metadata_dir / f"{targets.version}.targets.json", targets_bytes)
+                write_atomic(self.metadata_dir / f"{targets.version}.targets.json", targets_bytes)
             else:
                 targets_bytes = (self.metadata_dir / f"{targets.version}.targets.json").read_bytes()
             snapshot_version = timestamp_md.signed.snapshot_meta.version + 1
@@ -292,7 +269,7 @@ class Repository:
             ts = timestamp_md.signed
             ts.version += 1
             ts.expires = now + timedelta(days=self._expiry[Timestamp.type])
-            _atomic_write(self.metadata_dir / "timestamp.json", self._sign(timestamp_md))
+            write_atomic(self.metadata_dir / "timestamp.json", self._sign(timestamp_md))
         logger.info("refreshed timestamp of %s: v%s", self.repo_dir, ts.version)
         return ts.version
 
@@ -310,8 +287,8 @@ class Repository:
         root.version += 1
         root.expires = now + lifetime
         root_bytes = self._sign(root_md)
-        _atomic_write(self.metadata_dir / f"{root.version}.root.json", root_bytes)
-        _atomic_write(self.metadata_dir / "root.json", root_bytes)
+        write_atomic(self.metadata_dir / f"{root.version}.root.json", root_bytes)
+        write_atomic(self.metadata_dir / "root.json", root_bytes)
         logger.info("renewed root of %s: v%s", self.repo_dir, root.version)
 
     def _sign(self, md: Metadata) -> bytes:
@@ -323,7 +300,7 @@ class Repository:
         """targets/<dir>/<sha256>.<basename>: the URL ngclient builds with consistent
         snapshots (``UpdaterConfig.prefix_targets_with_hash``, on by default)."""
         dirname, _, basename = path.rpartition("/")
-        _atomic_write(self.targets_dir / dirname / f"{sha256}.{basename}", data)
+        write_atomic(self.targets_dir / dirname / f"{sha256}.{basename}", data)
 
     def _write_snapshot_and_timestamp(
         self, targets_version: int, targets_bytes: bytes, snapshot_version: int, timestamp_version: int, now: datetime
@@ -336,13 +313,13 @@ class Repository:
             meta={"targets.json": MetaFile.from_data(targets_version, targets_bytes, ["sha256"])},
         )
         snapshot_bytes = self._sign(Metadata(snapshot))
-        _atomic_write(self.metadata_dir / f"{snapshot_version}.snapshot.json", snapshot_bytes)
+        write_atomic(self.metadata_dir / f"{snapshot_version}.snapshot.json", snapshot_bytes)
         timestamp = Timestamp(
             version=timestamp_version,
             expires=now + timedelta(days=self._expiry[Timestamp.type]),
             snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
         )
-        _atomic_write(self.metadata_dir / "timestamp.json", self._sign(Metadata(timestamp)))
+        write_atomic(self.metadata_dir / "timestamp.json", self._sign(Metadata(timestamp)))
 
     def _load_published(self) -> tuple[Metadata[Timestamp], Metadata[Targets]]:
         """Follow timestamp -> snapshot -> targets on disk: exactly what a client sees now."""

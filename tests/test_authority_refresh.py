@@ -177,7 +177,7 @@ class Crash(BaseException):
 
 
 def crashing_at(crash_at: int, real_write: Callable[..., None]) -> Callable[..., None]:
-    """An _atomic_write that dies at its ``crash_at``-th call (counting from 0)."""
+    """A write_atomic that dies at its ``crash_at``-th call (counting from 0)."""
     calls = iter(range(1 << 20))
 
     def write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -189,26 +189,26 @@ def crashing_at(crash_at: int, real_write: Callable[..., None]) -> Callable[...,
 
 
 def test_a_crash_mid_refresh_leaves_the_published_set_whole(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = publish_module._atomic_write
+    real_write = publish_module.write_atomic
     writes: list[str] = []
 
     def counting(path: Path, data: bytes, mode: int = 0o644) -> None:
         writes.append(path.name)
         real_write(path, data, mode)
 
-    monkeypatch.setattr(publish_module, "_atomic_write", counting)
+    monkeypatch.setattr(publish_module, "write_atomic", counting)
     assert site.refresh()[0] == 0
     total = len(writes)
     assert writes[-1] == "timestamp.json" and total >= 6  # three lists, targets, snapshot, timestamp
     contents = site.contents()
     site.sync()
     for crash_at in range(total):
-        monkeypatch.setattr(publish_module, "_atomic_write", crashing_at(crash_at, real_write))
+        monkeypatch.setattr(publish_module, "write_atomic", crashing_at(crash_at, real_write))
         with pytest.raises(Crash):
             site.refresh()
         assert site.contents() == contents, crash_at
         assert "downloaded nothing" in site.sync(), crash_at  # the old set, whole and consistent
-    monkeypatch.setattr(publish_module, "_atomic_write", real_write)
+    monkeypatch.setattr(publish_module, "write_atomic", real_write)
     assert site.refresh()[0] == 0 and site.contents() != contents
     assert "status/main.cwt" in site.sync()
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loghash import short_hash
+from offline_cache.files import write_atomic
 from reader.cli import authority_args as a
 from reader.cli import publish
 from reader.gatepass.authority import (
@@ -117,7 +119,7 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
     a.refuse_existing((key_path, cert_path), args.force)
     issuer = Issuer.generate(alg, args.cn, days)
     a.write_key(key_path, a.pem_private(issuer.private_key), args.force)
-    a.write_atomic(cert_path, issuer.certificate_pem)
+    write_atomic(cert_path, issuer.certificate_pem)
     print(f"kid: {issuer.kid.hex()}\nalg: {alg}\nkey: {key_path}\ncertificate: {cert_path}")
     return 0
 
@@ -201,12 +203,13 @@ def _cmd_issue(args: argparse.Namespace) -> int:
         issuer, sub=args.sub, iat=iat, exp=exp, iss=args.iss, cti=cti, nbf=nbf, holder=holder, status=status,
         name=args.name, org=args.org, groups=args.group or None, carrier=carrier, tag=tag,
     )
-    a.write_atomic(Path(args.out), credential)
+    write_atomic(Path(args.out), credential)
     _warn_born_expired(iat, exp, "credential")
     if holder is None:
         a.note("note: no --holder, so no cnf key: this credential works only as a static pass "
                "('authority static'), which gates refuse unless their policy allows static passes")
-    print(f"credential: {a.short_hash(cti)}\nsubject: {args.sub}\nfile: {args.out}")
+    # what the gate journals for it (Decision.credential_hash): an operator finds it without its id
+    print(f"credential: {short_hash(cti)}\nsubject: {args.sub}\nfile: {args.out}")
     return 0
 
 
@@ -365,7 +368,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     values = dict.fromkeys(revoked, 1) | dict.fromkeys(suspended, 2)
     token = build_status_list(_load_issuer(args), uri=args.uri, size=size, values=values, iat=iat, bits=bits,
                               exp=exp, ttl=ttl)
-    a.write_atomic(Path(args.out), token)
+    write_atomic(Path(args.out), token)
     _warn_born_expired(iat, exp, "status list")
     print(f"uri: {args.uri}\nentries: {size}\nrevoked: {len(revoked)}\nsuspended: {len(suspended)}\nfile: {args.out}")
     return 0
@@ -407,7 +410,7 @@ def _cmd_legacy(args: argparse.Namespace) -> int:
             a.note(f"warning: {identifier!r} looks like a lowercase UID; gates look up UIDs in uppercase hex")
         cards[identifier] = (subject, card_exp)
     token = build_legacy_list(_load_issuer(args), cards=cards, iat=iat, exp=exp)
-    a.write_atomic(Path(args.out), token)
+    write_atomic(Path(args.out), token)
     _warn_born_expired(iat, exp, "legacy list")
     print(f"cards: {len(cards)}\nfile: {args.out}")
     return 0

@@ -10,15 +10,11 @@ half-written status list.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import hashlib
 import io
 import math
-import os
 import re
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterable, Iterator
@@ -28,9 +24,10 @@ from typing import Any, NoReturn
 import cbor2
 from cryptography.hazmat.primitives import serialization
 
+from offline_cache.files import atomic_output, write_private
 from reader.cli.logs import command_logger
 from reader.gate.timeparse import parse_time
-from reader.gatepass.authority import AuthorityError, qr_png, write_private
+from reader.gatepass.authority import AuthorityError, qr_png
 from reader.gatepass.envelope import DEFAULT_PREFIXES, MAX_TEXT_CHARS, seal_text
 from reader.gatepass.files import read_limited
 
@@ -258,12 +255,6 @@ def read_credential(path: str, option: str = "--credential") -> tuple[bytes, dic
     return data, payload
 
 
-def short_hash(cti: bytes) -> str:
-    """What the gate logs for a credential (``Decision.credential_hash``): sha256(cti)[:8]
-    in hex, so an operator can find a credential in the event journal without its id."""
-    return hashlib.sha256(cti).digest()[:8].hex()
-
-
 def pem_private(private_key: Any) -> bytes:
     return private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -279,44 +270,12 @@ def refuse_existing(paths: Iterable[Path], force: bool) -> None:
 
 
 def write_key(path: Path, data: bytes, force: bool) -> None:
-    """Write a private key with mode 0600. Without ``force`` the file is created with
-    O_EXCL, so a key that appeared since the check is not clobbered either."""
-    if force:
-        write_private(path, data)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a private key with mode 0600 (offline_cache.files). Without ``force`` a key
+    that appeared since :func:`refuse_existing` looked is not clobbered either."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(path, data, replace=force)
     except FileExistsError:
         raise AuthorityError(f"{path} already exists: pass --force to replace it") from None
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(data)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path, suffix: str = ".tmp", mode: int = 0o644) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it gets ``mode`` and replaces
-    ``path`` in one rename, on failure it is removed and ``path`` is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    with atomic_output(path, mode=mode) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def card_expiry(value: int | float) -> int:

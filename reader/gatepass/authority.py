@@ -2,13 +2,12 @@
 
 The demo, the tests and a pilot site use it to make everything a gate reads. It writes
 the formats of ``docs/formats.md`` with cbor2 and cryptography, independently of the
-verifier's parser, and private keys only to files with mode 0600.
+verifier's parser, and private keys only to files with mode 0600 (offline_cache.files).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from offline_cache.files import write_atomic, write_private
 from reader.gatepass.cose import (
     ALG_EDDSA,
     ALG_ES256,
@@ -50,16 +50,6 @@ _ECDSA_CURVES = {ALG_ES256: (ec.SECP256R1, hashes.SHA256, 32), ALG_ES384: (ec.SE
                  ALG_ES512: (ec.SECP521R1, hashes.SHA512, 66)}
 
 
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write secret bytes to a new file readable by its owner only (created 0600, never
-    widened later): a key must not be world-readable even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
 
 
 def generate_private_key(alg: int) -> Any:
@@ -176,9 +166,8 @@ class Issuer:
         return cls(private_key, certificate)
 
     def save(self, key_path: Path, cert_path: Path) -> None:
-        write_private(key_path, _pem_private(self.private_key))
-        cert_path.parent.mkdir(parents=True, exist_ok=True)
-        cert_path.write_bytes(self.certificate_pem)
+        write_private(key_path, _pem_private(self.private_key), replace=True)
+        write_atomic(cert_path, self.certificate_pem)
 
     @classmethod
     def load(cls, key_path: Path, cert_path: Path) -> Issuer:
@@ -232,7 +221,7 @@ class Holder:
         return {1: 2, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
 
     def save(self, path: Path) -> None:
-        write_private(path, _pem_private(self.private_key))
+        write_private(path, _pem_private(self.private_key), replace=True)
 
     @classmethod
     def load(cls, path: Path) -> Holder:

@@ -4,9 +4,10 @@ memory a gate keeps. Pure data: no parsing, no cryptography."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from loghash import short_hash
 
 REASONS: tuple[str, ...] = (
     "malformed",
@@ -95,10 +96,11 @@ class Decision:
     @property
     def credential_hash(self) -> str | None:
         """What the journal and the verify tool show of the credential: SHA-256(cti)[:8] in
-        hex. Computed when asked, because a gate logs after it has driven the relay."""
+        hex (loghash.short_hash). Computed when asked, because a gate logs after it has driven
+        the relay."""
         if self.credential_id is None:
             return None
-        return hashlib.sha256(self.credential_id).hexdigest()[:16]
+        return short_hash(self.credential_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
