@@ -1,77 +1,38 @@
-"""Fixtures shared by the command-level tests: a TUF repository served over loopback HTTP,
-a centre (issuer, repository, a status list) and a gate config pointing at it."""
+"""What every test shares: the hypothesis profile, and the ``centre`` fixture of the
+command-level tests (a centre served on loopback and a gate configured to sync from it).
+Helpers live in tests/support/."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-import time
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
-from reader.cli import main
-from reader.gatepass.authority import Holder, Issuer, issue_credential
+from tests.support.centre import URI, Centre
 
-URI = "https://status.example.gov/lists/main"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str, http.server.ThreadingHTTPServer]]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(repo / "public"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield repo, f"http://127.0.0.1:{server.server_address[1]}", server
-    server.shutdown()
-    server.server_close()
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+# One profile for every property test. Example counts come from GATE_HYPOTHESIS_EXAMPLES
+# (default 300, to keep the normal run short); the 10,000-example run:
+#     GATE_HYPOTHESIS_EXAMPLES=10000 .venv/bin/python -m pytest tests/gatepass -k properties
+# No deadline: a parser's worst case is bounded by its budgets, not by wall time on a busy
+# machine (timing claims live in the benchmarks). No example database, so a run leaves no
+# files in the tree.
+EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
+settings.register_profile("gate", max_examples=EXAMPLES, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gate")
 
 
 @pytest.fixture
-def centre(tmp_path: Path, served, capsys):
-    repo, base, server = served
-    issuer = Issuer.generate("ES256")
-    keys = tmp_path / "keys"
-    issuer.save(keys / "issuer.key", keys / "issuer.pem")
-    issuer_args = ["--issuer-key", str(keys / "issuer.key"), "--issuer-cert", str(keys / "issuer.pem")]
-    code, _, err = run(capsys, "authority", "publish", "--repo", str(repo), "--init",
-                       "--trust", str(keys / "issuer.pem"))
-    assert code == 0, err
-    code, _, err = run(capsys, "authority", "revoke", "--repo", str(repo), *issuer_args, "--list", "main",
-                       "--uri", URI, "--size", "1024", "--idx", "0", "--restore")
-    assert code == 0, err
-    config = tmp_path / "gate.toml"
-    config.write_text(
-        f'[gate]\nid = "e2e-gate"\n[cache]\npath = "{tmp_path / "gate" / "cache.db"}"\n'
-        f'[sync]\nmetadata_url = "{base}/metadata/"\ntargets_url = "{base}/targets/"\n'
-        f'root = "{repo / "public" / "metadata" / "root.json"}"\ntimeout_s = 2\ntotal_timeout_s = 5\n'
-    )
-    return {"repo": repo, "issuer": issuer, "issuer_args": issuer_args, "config": config, "server": server}
-
-
-def code_for(issuer: Issuer, holder: Holder, idx: int) -> str:
-    now = int(time.time())
-    credential = issue_credential(issuer, sub=f"E{idx}", iat=now - 60, exp=now + 86_400, holder=holder,
-                                  status=(URI, idx))
-    return holder.present_qr(credential, iat=now)
-
-
+def centre(tmp_path: Path) -> Iterator[Centre]:
+    """A centre whose repository publishes the issuer certificate and list ``main`` (uri
+    :data:`URI`, 1024 entries, none revoked), served on loopback (``centre.server``), and a
+    gate syncing from it (``centre.config``)."""
+    centre = Centre(tmp_path)
+    centre.revoke("--uri", URI, "--size", 1024, "--idx", 0, "--restore", name="main")
+    with centre.serve() as server:
+        centre.server = server  # type: ignore[attr-defined]
+        centre.config = centre.gate_config(server)  # type: ignore[attr-defined]
+        yield centre

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -12,6 +11,7 @@ import pytest
 from drivers.base import Presentation, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError
 from drivers.registry import SOURCES, source_class
+from tests.support.waiting import drain, wait_for
 
 
 class FlakySource(SourceBase):
@@ -47,21 +47,12 @@ class FlakySource(SourceBase):
         self.closes += 1
 
 
-def _drain(sink: queue.Queue, count: int, timeout: float = 3.0) -> list[Presentation]:
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            got.append(sink.get(timeout=0.05))
-    return got
-
-
 def test_reconnects_with_backoff_and_reports_health() -> None:
     sink: queue.Queue = queue.Queue()
     source = FlakySource(sink, fail_opens=3, lines=["a", "b"])
     assert not source.health().up and source.health().down_since is not None
     with source:
-        got = _drain(sink, 3)
+        got = drain(sink, 3, timeout=3.0)
         assert [p.payload for p in got] == ["a", "b", "after-reconnect"]
         assert all(p.source == "flaky" and p.kind == "qr" for p in got)
         health = source.health()
@@ -106,9 +97,7 @@ def test_a_failing_consumer_does_not_drop_the_device(caplog) -> None:
 
     source = FlakySource(sink, fail_opens=0, lines=["one", "two"])
     with source:
-        deadline = time.monotonic() + 2
-        while len(calls) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(calls) >= 3, timeout=2)
         health = source.health()
     assert calls[:2] == ["one", "two"]
     assert health.reconnects == 1  # only the planned unplug, not the consumer's errors

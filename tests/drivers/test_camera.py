@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,11 @@ from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.decide import Clock
 from reader.gatepass.trust import TrustStore, anchors_from_pem
+from tests.support import waiting
+from tests.support.waiting import drain
 
 W, H = 640, 480
+wait_for = partial(waiting.wait_for, timeout=10.0)
 ZBAR_MISSING = zbar_unavailable_reason()
 DECODERS = ["zxing", pytest.param("zbar", marks=pytest.mark.skipif(ZBAR_MISSING is not None,
                                                                  reason=ZBAR_MISSING or ""))]
@@ -59,24 +62,6 @@ def texts(authority: Authority) -> list[str]:
 @pytest.fixture(scope="module")
 def base() -> np.ndarray:
     return background(W, H, seed=1)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-def drain(sink: queue.Queue) -> list[Presentation]:
-    out = []
-    while True:
-        try:
-            out.append(sink.get_nowait())
-        except queue.Empty:
-            return out
 
 
 def play(device: str, **kwargs: Any) -> tuple[CameraSource, list[Presentation]]:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import cbor2
@@ -31,10 +32,12 @@ from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_c
 from reader.gatepass.decide import Clock, Decision
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem
+from tests.support import waiting
 
 GATE = "gate-7"
 URI = "https://status.example/nfc-tests"
 WAIT_S = 5.0
+wait_for = partial(waiting.wait_for, timeout=WAIT_S)
 
 
 def free_port() -> int:
@@ -88,15 +91,6 @@ def nfc_source(port: int, sink: Any, **kwargs: Any) -> Iterator[NfcSource]:
     source.backoff_s = (0.05, 0.2)
     with source:
         yield source
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def card_gone(source: NfcSource) -> Callable[[], bool]:
@@ -366,7 +360,7 @@ def test_registry_finds_the_source():
 def test_real_reader_reads_one_tap():  # pragma: no cover - run by a technician on a Pi
     presentations: queue.Queue = queue.Queue()
     with NfcSource("nfc-hw", presentations, path=os.environ.get("GATE_NFC_PATH", "usb"), gate_id=GATE) as source:
-        assert wait_for(lambda: source.health().up, 10)
+        assert wait_for(lambda: source.health().up, timeout=10)
         print("tap a card or phone within 20 s")
         presentation = presentations.get(timeout=20)
         assert presentation.kind in ("nfc", "legacy")

@@ -17,6 +17,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,10 @@ from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.decide import Clock, Decision
 from reader.gatepass.trust import TrustStore, anchors_from_pem
+from tests.support import waiting
+
+wait_until = partial(waiting.wait_until, timeout=3.0)
+take = partial(waiting.take, timeout=3.0)
 
 
 class Pty:
@@ -75,18 +80,6 @@ def sources() -> Iterator[Callable[..., tuple[ScannerSource, queue.Queue]]]:
     yield make
     for source in made:
         source.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
-def take(sink: queue.Queue, count: int, timeout: float = 3.0) -> list[Presentation]:
-    return [sink.get(timeout=timeout) for _ in range(count)]
 
 
 def assert_quiet(sink: queue.Queue, wait: float = 0.15) -> None:

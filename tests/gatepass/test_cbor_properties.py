@@ -9,33 +9,24 @@ suite fast). The 10,000-example run is:
 
     GATE_HYPOTHESIS_EXAMPLES=10000 .venv/bin/pytest tests/gatepass -k properties
 
-The Hypothesis example database is off (``database=None``) so a run leaves no files in the
-repository; a failure still prints its minimal example.
+The Hypothesis example database is off (the profile in tests/conftest.py) so a run
+leaves no files in the repository; a failure still prints its minimal example.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reader.gatepass import cbor
 from reader.gatepass.cbor import FAST_MAX_BYTES, MAX_DEPTH, CborError, OtherKey, Tag, loads
-
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    database=None,
-)
 
 INT64 = st.integers(min_value=-(2**64), max_value=2**64 - 1)
 LEAVES = st.one_of(
@@ -108,13 +99,11 @@ def tag_number(tag: Any) -> int:
 # --- (a) round trip --------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(VALUES)
 def test_roundtrip_of_cbor2_encoding(value: Any) -> None:
     assert same(loads(cbor2.dumps(value)), value)
 
 
-@PROPERTY_SETTINGS
 @given(st.integers(min_value=0, max_value=2**64 - 1), VALUES)
 def test_tags_are_kept_not_interpreted(number: int, value: Any) -> None:
     """A tag comes back as ``Tag`` around the decoded value, whatever its number."""
@@ -123,7 +112,6 @@ def test_tags_are_kept_not_interpreted(number: int, value: Any) -> None:
     assert same(decoded, Tag(number, value))
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(min_size=1, max_size=16))
 def test_bignum_tag_is_not_turned_into_an_int(magnitude: bytes) -> None:
     """cbor2 would read tag 2 as an int; a bignum NumericDate must stay visibly a tag."""
@@ -153,21 +141,18 @@ _OPENERS = st.lists(
 ).map(b"".join)
 
 
-@PROPERTY_SETTINGS
 @given(st.one_of(st.binary(max_size=2048), st.tuples(_OPENERS, st.binary(max_size=256)).map(b"".join)))
 def test_arbitrary_bytes_only_raise_cbor_error(data: bytes) -> None:
     with contextlib.suppress(CborError):
         loads(data)
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=512), st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=300))
 def test_arbitrary_bytes_with_any_limits_only_raise_cbor_error(data: bytes, max_depth: int, max_items: int) -> None:
     with contextlib.suppress(CborError):
         loads(data, max_depth=max_depth, max_items=max_items)
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=2048))
 def test_bytearray_and_memoryview_inputs_behave_like_bytes(data: bytes) -> None:
     """Callers hand over NFC buffers as they come; the result must not depend on the type."""
@@ -180,7 +165,6 @@ def test_bytearray_and_memoryview_inputs_behave_like_bytes(data: bytes) -> None:
     assert outcomes[0][0] == outcomes[1][0] == outcomes[2][0]
 
 
-@PROPERTY_SETTINGS
 @given(
     st.one_of(
         st.binary(max_size=512), st.tuples(_OPENERS, st.binary(max_size=64)).map(b"".join), VALUES.map(cbor2.dumps)
@@ -204,7 +188,6 @@ def test_both_engines_agree_on_small_inputs(data: bytes) -> None:
         assert same(fast, slow, frozen_ok=True), (fast, slow)
 
 
-@PROPERTY_SETTINGS
 @given(
     st.one_of(
         st.binary(max_size=256), st.tuples(_OPENERS, st.binary(max_size=64)).map(b"".join), VALUES.map(cbor2.dumps)
@@ -226,7 +209,6 @@ def test_both_engines_agree_under_any_item_budget(data: bytes, max_items: int) -
         assert same(fast, slow, frozen_ok=True), (fast, slow)
 
 
-@PROPERTY_SETTINGS
 @given(VALUES.map(cbor2.dumps))
 def test_an_item_budget_of_the_input_length_never_binds(data: bytes) -> None:
     """Whatever the budget pays for (items, indefinite-length elements and breaks, string
@@ -271,7 +253,6 @@ def test_maps_with_keys_of_other_types_leave_cbor2_for_the_budgeted_engine(monke
 # --- (c) trailing bytes ----------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(VALUES, st.binary(min_size=1, max_size=32))
 def test_trailing_bytes_are_rejected(value: Any, extra: bytes) -> None:
     with pytest.raises(CborError):
@@ -290,7 +271,6 @@ def _map_bytes(entries: list[tuple[bytes, bytes]], indefinite: bool) -> bytes:
     return header + body
 
 
-@PROPERTY_SETTINGS
 @given(
     st.lists(KEYS, min_size=1, max_size=8, unique_by=lambda k: (type(k), k)),
     st.data(),
@@ -364,7 +344,6 @@ def _nested(kind: str, levels: int) -> bytes:
     return head * levels + b"\x00" + tail * levels
 
 
-@PROPERTY_SETTINGS
 @given(
     st.sampled_from(sorted(_WRAPPERS)), st.integers(min_value=0, max_value=64), st.integers(min_value=1, max_value=32)
 )
@@ -423,7 +402,6 @@ def test_huge_claimed_length_fails_fast(initial: int, claimed: int, wrap: bytes)
     assert time.perf_counter() - start < 0.1
 
 
-@PROPERTY_SETTINGS
 @given(
     st.sampled_from([0x80, 0xA0, 0x40, 0x60]),
     st.integers(min_value=0, max_value=2**64 - 1),

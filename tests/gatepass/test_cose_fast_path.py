@@ -3,18 +3,14 @@ input it accepts, and leave everything else to it."""
 
 from __future__ import annotations
 
-import os
-
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reader.gatepass.cbor import CborError, loads
 from reader.gatepass.cose import CoseFormatError, _split_common_sign1, ecdsa_der, parse_sign1, sign1_from_item
 from reader.gatepass.decide import _split_common_presentation
-
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
 
 
 def _full(data: bytes):
@@ -40,7 +36,6 @@ items = st.one_of(st.binary(max_size=300), st.integers(), st.text(max_size=5), s
     st.integers(-3, 5), st.binary(max_size=8), max_size=2))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(items, min_size=3, max_size=5), st.sampled_from([None, 18, 61, 98, (61, 18), (18, 18)]),
        st.binary(max_size=4))
 def test_fast_split_agrees_with_the_decoder(parts, tag, trailing) -> None:
@@ -54,7 +49,6 @@ def test_fast_split_agrees_with_the_decoder(parts, tag, trailing) -> None:
         _same(data[:cut])
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=600))
 def test_fast_split_on_noise(data: bytes) -> None:
     _same(data)
@@ -90,7 +84,6 @@ presentation_values = st.one_of(st.binary(max_size=70), st.integers(-3, 2**64), 
                                 st.floats(allow_nan=False), st.booleans())
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.one_of(st.integers(-1, 7), st.text(max_size=2)), presentation_values, max_size=6),
        st.binary(max_size=3))
 def test_presentation_split_agrees_with_the_decoder(payload: dict, trailing: bytes) -> None:
@@ -111,7 +104,6 @@ def test_presentation_split_takes_the_common_shapes() -> None:
     assert _split_common_presentation(cbor2.dumps({1: b"c", 2: 1.5, 3: b"n"})) is None
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.sampled_from([32, 48, 66]), st.data())
 def test_ecdsa_der_matches_cryptography(size: int, data) -> None:
     # Leading zero bytes and high bits are what the hand-built DER has to get right.

@@ -11,7 +11,8 @@ structures built with cbor2 and signed with keys made here (added to a test trus
 so that wrong-but-well-signed claims, headers, keys and tags reach the checks past the
 signature.
 
-Example counts come from ``GATE_HYPOTHESIS_EXAMPLES`` (default 300); the 10,000-example run:
+Example counts come from ``GATE_HYPOTHESIS_EXAMPLES`` (default 300; the profile in
+tests/conftest.py); the 10,000-example run:
 
     GATE_HYPOTHESIS_EXAMPLES=10000 .venv/bin/pytest tests/gatepass -k properties
 """
@@ -19,9 +20,7 @@ Example counts come from ``GATE_HYPOTHESIS_EXAMPLES`` (default 300); the 10,000-
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -29,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reader.gatepass.cbor import loads
@@ -48,16 +47,9 @@ from reader.gatepass.decide import (
 from reader.gatepass.envelope import base45_encode, open_text, seal_text
 from reader.gatepass.statuslist import StatusLists, verify_status_token
 from reader.gatepass.trust import TrustAnchor, TrustStore
+from tests.support import VECTORS
 
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    database=None,
-)
-
-DATA = Path(__file__).resolve().parent.parent / "data" / "gatepass-v1"
+DATA = VECTORS
 CASES: list[dict[str, Any]] = json.loads((DATA / "cases.json").read_text())["cases"]
 NOW = CASES[0]["at"]
 assert all(case["at"] == NOW for case in CASES), "the tests below use one clock for every case"
@@ -215,7 +207,6 @@ def mutate(data: bytes, mutations: list[tuple[str, int, int, int]]) -> bytes:
     return bytes(out)
 
 
-@PROPERTY_SETTINGS
 @given(st.sampled_from(SEEDS), st.lists(MUTATION, min_size=1, max_size=4), st.booleans())
 def test_mutated_vectors_are_never_wrongly_granted(seed: Seed, mutations: list[Any], compress: bool) -> None:
     """A mutated credential is granted only when what the signatures cover is unchanged and
@@ -232,7 +223,6 @@ def test_mutated_vectors_are_never_wrongly_granted(seed: Seed, mutations: list[A
         assert signed_parts(mutated) == signed_parts(seed.cose)
 
 
-@PROPERTY_SETTINGS
 @given(st.sampled_from(SEEDS), st.integers(min_value=0, max_value=1 << 16), st.integers(min_value=0, max_value=7))
 def test_any_single_bit_flip_is_denied(seed: Seed, where: int, bit: int) -> None:
     """Stronger than the above for one flipped bit: the tag and the empty unprotected header,
@@ -243,7 +233,6 @@ def test_any_single_bit_flip_is_denied(seed: Seed, where: int, bit: int) -> None
     assert not seed.decide(bytes(mutated)).granted
 
 
-@PROPERTY_SETTINGS
 @given(st.sampled_from(SEEDS), st.binary(min_size=1, max_size=40))
 def test_padding_around_the_cose_bytes_is_malformed(seed: Seed, extra: bytes) -> None:
     """Spec 1: exactly one CBOR item, so bytes after the COSE_Sign1 are never ignored."""
@@ -264,20 +253,17 @@ def test_bare_cose_sign1_of_a_granted_vector_is_still_granted() -> None:
 # --- arbitrary input -------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(st.text(max_size=5000))
 def test_arbitrary_text_never_raises(text: str) -> None:
     text_decision(text)
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=3000))
 def test_prefixed_base45_of_arbitrary_bytes_never_raises(data: bytes) -> None:
     decision = text_decision("GP1:" + base45_encode(data))
     assert not decision.granted
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=5000), st.binary(min_size=0, max_size=20))
 def test_arbitrary_nfc_bytes_never_raise(response: bytes, challenge: bytes) -> None:
     decision = nfc_decision(response, challenge)
@@ -679,7 +665,6 @@ def _decide_built(built: Built, compress: bool, policy: Policy = DEFAULT_POLICY)
     return decision
 
 
-@PROPERTY_SETTINGS
 @given(built_cose(), st.booleans())
 def test_structured_cose_decisions(built: Built, compress: bool) -> None:
     """Never raises, well-formed decisions, and the generator's knowledge holds: a certain
@@ -705,7 +690,6 @@ def test_structured_cose_decisions(built: Built, compress: bool) -> None:
         assert built.may_grant, (decision, built)
 
 
-@PROPERTY_SETTINGS
 @given(
     st.sampled_from(ISSUERS),
     st.sampled_from(HOLDERS),

@@ -4,18 +4,18 @@ A scanner hands the gate whatever text it read, so ``open_text`` must fail only 
 ``EnvelopeError`` carrying one of the two format reasons, in the spec's check order, and
 its size bounds must hold exactly at their edges.
 
-Example counts come from ``GATE_HYPOTHESIS_EXAMPLES`` (default 300); the 10,000-example run:
+Example counts come from ``GATE_HYPOTHESIS_EXAMPLES`` (default 300; the profile in
+tests/conftest.py); the 10,000-example run:
 
     GATE_HYPOTHESIS_EXAMPLES=10000 .venv/bin/pytest tests/gatepass -k properties
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reader.gatepass.envelope import (
@@ -28,14 +28,6 @@ from reader.gatepass.envelope import (
     inflate_bounded,
     open_text,
     seal_text,
-)
-
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    database=None,
 )
 
 FORMAT_REASONS = {"malformed", "too_large"}
@@ -56,7 +48,6 @@ def open_reason(text: str) -> str | None:
 # --- base45 ----------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=2048))
 def test_base45_roundtrip(data: bytes) -> None:
     text = base45_encode(data)
@@ -74,7 +65,6 @@ def test_base45_rfc9285_examples(data: bytes, text: str) -> None:
     assert base45_decode(text) == data
 
 
-@PROPERTY_SETTINGS
 @given(st.one_of(st.text(max_size=600), BASE45_TEXT))
 def test_base45_decode_only_raises_value_error(text: str) -> None:
     """And a text it accepts is the canonical encoding of what it returns (RFC 9285 has
@@ -95,13 +85,11 @@ def test_base45_rejects_bad_length_value_or_character(text: str) -> None:
 # --- open_text on anything -------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(st.text(max_size=5000))
 def test_open_text_on_arbitrary_text(text: str) -> None:
     open_reason(text)
 
 
-@PROPERTY_SETTINGS
 @given(BASE45_TEXT)
 def test_open_text_on_prefixed_base45_alphabet_text(body: str) -> None:
     reason = open_reason(PREFIX + body)
@@ -110,7 +98,6 @@ def test_open_text_on_prefixed_base45_alphabet_text(body: str) -> None:
     assert reason == "malformed"  # at most 604 characters: never too long
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=2000))
 def test_open_text_returns_the_bytes_or_their_inflation(data: bytes) -> None:
     assume(data[:1] != b"\x78")
@@ -118,7 +105,6 @@ def test_open_text_returns_the_bytes_or_their_inflation(data: bytes) -> None:
     assert open_text(seal_text(data, compress=True)) == data
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=300), st.sampled_from(["gp1:", " GP1:", "GP1", "GP2:", "", "HC1:"]))
 def test_prefix_match_is_exact_and_case_sensitive(data: bytes, prefix: str) -> None:
     assume(data[:1] != b"\x78")
@@ -146,7 +132,6 @@ def test_inflate_limit_is_exact() -> None:
     assert open_reason(PREFIX + base45_encode(over)) == "too_large"
 
 
-@PROPERTY_SETTINGS
 @given(st.integers(min_value=0, max_value=3 * MAX_INFLATED_BYTES), st.integers(min_value=0, max_value=9))
 def test_inflate_limit_holds_for_any_size(size: int, level: int) -> None:
     packed = zlib.compress(bytes(size), level)
@@ -158,13 +143,11 @@ def test_inflate_limit_holds_for_any_size(size: int, level: int) -> None:
         assert info.value.reason == "too_large"
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=1000), st.binary(min_size=1, max_size=64))
 def test_data_after_the_zlib_stream_is_malformed(data: bytes, extra: bytes) -> None:
     assert open_reason(PREFIX + base45_encode(zlib.compress(data) + extra)) == "malformed"
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(max_size=1000), st.data())
 def test_truncated_zlib_stream_is_malformed(data: bytes, draw: st.DataObject) -> None:
     packed = zlib.compress(data)
@@ -172,14 +155,12 @@ def test_truncated_zlib_stream_is_malformed(data: bytes, draw: st.DataObject) ->
     assert open_reason(PREFIX + base45_encode(packed[:cut])) == "malformed"
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(min_size=1, max_size=600))
 def test_any_bytes_starting_with_0x78_only_fail_with_format_reasons(tail: bytes) -> None:
     """Bytes with the zlib first byte are always inflated: garbage there is a format error."""
     open_reason(PREFIX + base45_encode(b"\x78" + tail))
 
 
-@PROPERTY_SETTINGS
 @given(st.binary(min_size=2, max_size=800), st.integers(min_value=0, max_value=7), st.data())
 def test_corrupted_zlib_stream_never_escapes(data: bytes, bit: int, draw: st.DataObject) -> None:
     packed = bytearray(zlib.compress(data))
@@ -207,13 +188,11 @@ def test_text_length_boundary() -> None:
     assert open_reason(PREFIX + body_at_limit + "0") == "too_large"
 
 
-@PROPERTY_SETTINGS
 @given(st.integers(min_value=MAX_TEXT_CHARS + 1, max_value=3 * MAX_TEXT_CHARS), st.sampled_from(["0", "a", "~"]))
 def test_too_long_text_is_too_large_whatever_its_content(length: int, filler: str) -> None:
     assert open_reason((PREFIX + filler * length)[:length]) == "too_large"
 
 
-@PROPERTY_SETTINGS
 @given(st.integers(min_value=0, max_value=3 * MAX_TEXT_CHARS), st.sampled_from(["XX1:", "gp1:", "0"]))
 def test_unknown_prefix_is_malformed_before_the_length_check(length: int, prefix: str) -> None:
     assert open_reason(prefix + "0" * length) == "malformed"

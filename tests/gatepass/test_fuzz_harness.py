@@ -18,7 +18,9 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent.parent / "scripts" / "fuzz_verifier.py"
+from tests.support import REPO
+
+SCRIPT = REPO / "scripts" / "fuzz_verifier.py"
 
 
 def load_harness() -> ModuleType:

@@ -9,7 +9,6 @@ still be protected.
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import cbor2
 import pytest
@@ -20,8 +19,8 @@ from reader.gatepass.decide import Clock, decide_text
 from reader.gatepass.legacy import LEGACY_LIST_TYP, card_key, verify_legacy_token
 from reader.gatepass.statuslist import STATUS_LIST_TYP, StatusLists, TokenRejected, verify_status_token
 from reader.gatepass.trust import TrustStore, anchors_from_pem, anchors_from_pem_file
+from tests.support import VECTORS
 
-VECTORS = Path(__file__).resolve().parent.parent / "data" / "gatepass-v1"
 VECTOR_AT = 1_798_761_600  # the "at" of every case in cases.json
 KIDUNPROT_URI = "https://status.gatepass.example/lists/kidunprot"
 NOW = 1_800_000_000

@@ -34,6 +34,7 @@ from reader.gatepass.envelope import seal_text
 from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.statuslist import StatusLists
 from reader.gatepass.trust import TrustAnchor, TrustStore, anchors_from_pem, kid_for_der
+from tests.support import VECTORS
 
 NOW = 1_800_000_000
 
@@ -316,7 +317,7 @@ def test_rsa_trust_anchors_of_2048_bits_or_more_with_65537_load(bits: int) -> No
 
 
 def test_vector_trust_anchors_all_load() -> None:
-    vectors = Path(__file__).resolve().parent.parent / "data" / "gatepass-v1"
+    vectors = VECTORS
     store = TrustStore.from_pem_files(sorted(vectors.glob("issuer-*.pem")))
     assert sorted(anchor.kind for anchor in store) == ["Ed25519", "Ed25519", "P-256", "P-384", "P-521", "RSA"]
 

@@ -16,8 +16,7 @@ from offline_cache.journal import Journal
 from offline_cache.store import Store
 from offline_cache.times import MAX_TIME, format_time, show_time, usable_time
 from offline_cache.upload import Uploader
-
-from .collector import Collector, Pki, make_pki
+from tests.support.collector import Collector, Pki, make_pki
 
 NOW = 1_800_000_000.0
 OUT_OF_RANGE = [MAX_TIME + 1, 1e20, 2.0**63 - 1, float("inf"), float("-inf"), -1, "abc", b"\x01", True, None]

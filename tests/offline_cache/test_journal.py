@@ -4,7 +4,7 @@ detects, the unsent cap with its gap records, retention, and the collector down 
 The hypothesis test runs random append / mark_sent / prune / enforce_cap sequences against
 a model of what the centre received, and checks after every step that the chain verifies
 and that every record lost unsent is accounted for by exactly one surviving gap record.
-Example count: ``GATE_HYPOTHESIS_EXAMPLES`` (default 300, as in tests/gatepass).
+Example count: ``GATE_HYPOTHESIS_EXAMPLES`` (the profile in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 
 from offline_cache.journal import Journal, JournalRecord, genesis_hash
 from offline_cache.store import Store
-
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
 
 
 def event(i: int, **extra: object) -> dict:
@@ -291,7 +289,9 @@ OPS = st.lists(
 )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The profile's settings (tests/conftest.py), and fixtures shared across examples on purpose:
+# each example opens its own copy of the template database.
+@settings(suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_random_operations_keep_the_chain_and_account_for_losses(template_db: Path, tmp_path: Path, ops: list) -> None:
     path = tmp_path / f"{os.urandom(6).hex()}.db"

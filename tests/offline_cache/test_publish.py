@@ -15,8 +15,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tuf.ngclient import Updater
 
 from offline_cache.publish import DEFAULT_EXPIRY_DAYS, Repository
-
-from .tuf_server import TufServer
+from tests.support.http import StaticServer
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 
@@ -27,8 +26,8 @@ def repo(tmp_path: Path) -> Repository:
 
 
 @pytest.fixture
-def server(repo: Repository) -> Iterator[TufServer]:
-    with TufServer(repo.public_dir) as srv:
+def server(repo: Repository) -> Iterator[StaticServer]:
+    with StaticServer(repo.public_dir) as srv:
         yield srv
 
 
@@ -48,7 +47,7 @@ def _current(repo: Repository) -> dict[str, Metadata]:
     return {"root": _md(repo, "root.json"), "timestamp": ts, "snapshot": snap, "targets": targets}
 
 
-def _fresh_client(repo: Repository, server: TufServer, tmp_path: Path) -> Updater:
+def _fresh_client(repo: Repository, server: StaticServer, tmp_path: Path) -> Updater:
     cache = tmp_path / f"client-{os.urandom(4).hex()}"
     (cache / "targets").mkdir(parents=True)
     updater = Updater(
@@ -108,7 +107,7 @@ def test_custom_expiry_is_kept_across_open(tmp_path: Path) -> None:
 
 
 def test_put_target_and_publish_bump_versions_and_a_fresh_client_sees_it(
-    repo: Repository, server: TufServer, tmp_path: Path
+    repo: Repository, server: StaticServer, tmp_path: Path
 ) -> None:
     repo.put_target("trust/issuers.pem", b"-----BEGIN CERTIFICATE-----\n")
     repo.put_target("status/main.cwt", b"status-list-v1")
@@ -225,7 +224,7 @@ def test_writes_leave_no_temp_files_and_types_are_right(repo: Repository) -> Non
     assert md["timestamp"].signed.snapshot_meta.hashes and md["snapshot"].signed.meta["targets.json"].length
 
 
-def test_publish_renews_root_before_it_expires(repo: Repository, server: TufServer, tmp_path: Path) -> None:
+def test_publish_renews_root_before_it_expires(repo: Repository, server: StaticServer, tmp_path: Path) -> None:
     """Root is signed again (same keys, next version) once half its lifetime is gone, so a
     centre that keeps publishing never lets any role expire; a gate pinned to root v1 walks
     to v2 and accepts the rest."""

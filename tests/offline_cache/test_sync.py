@@ -21,8 +21,7 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 from offline_cache.errors import SyncError
 from offline_cache.publish import Repository
 from offline_cache.sync import FetchedTargets, fetch_targets
-
-from .tuf_server import TufServer, closed_port_url
+from tests.support.http import StaticServer, closed_port_url
 
 CONTENT = {
     "trust/issuers.pem": b"-----BEGIN CERTIFICATE-----\nissuers\n",
@@ -35,7 +34,7 @@ CONTENT = {
 @dataclass
 class Env:
     repo: Repository
-    server: TufServer
+    server: StaticServer
     cache: Path
 
     @property
@@ -89,7 +88,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     for path, data in CONTENT.items():
         repo.put_target(path, data)
     repo.publish()
-    with TufServer(repo.public_dir) as server:
+    with StaticServer(repo.public_dir) as server:
         yield Env(repo, server, tmp_path / "cache")
 
 

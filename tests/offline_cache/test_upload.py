@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from offline_cache.errors import UploadError
 from offline_cache.journal import JournalRecord
 from offline_cache.upload import RECORD_FIELDS, Uploader, UploadResult, build_batch, chain_head_message
-
-from .collector import Collector, Pki, make_pki
+from tests.support.collector import Collector, Pki, make_pki
 
 GATE = "gate-7"
 EPOCH = "3f9c2a7e"

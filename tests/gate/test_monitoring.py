@@ -4,9 +4,7 @@ whatever the upload after it did; each failure is reported once."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,54 +14,39 @@ import pytest
 from offline_cache.journal import Journal
 from offline_cache.store import Store, SyncUpdate
 from reader.gatepass.authority import Issuer, build_status_list
+from tests.support.centre import URI, run
+from tests.support.collector import Collector
+from tests.support.unprivileged import gate_reader
 
-from .conftest import URI, run
-from .unprivileged import gate_reader
 
-
-def _status(capsys, config: Path) -> tuple[int, list[str]]:
-    code, out, err = run(capsys, "status", "--config", str(config), "--json")
+def _status(config: Path) -> tuple[int, list[str]]:
+    code, out, err = run("status", "--config", str(config), "--json")
     assert code in (0, 1), err
     problems = json.loads(out)["problems"]
     assert code == (1 if problems else 0)
     return code, problems
 
 
-class _Collector(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(self.server.answer)  # type: ignore[attr-defined]
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def collector() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.answer = 503  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def collector() -> Iterator[Collector]:
+    """A plain-HTTP collector that answers 503 until told otherwise."""
+    with Collector(tls=False, fail_status=503) as running:
+        yield running
 
 
-def test_an_upload_failure_leaves_the_sync_exit_status_alone(centre, capsys, collector) -> None:
-    config = centre["config"]
-    config.write_text(config.read_text() + f'[upload]\nurl = "http://127.0.0.1:{collector.server_address[1]}/e"\n')
-    code, out, err = run(capsys, "sync", "--config", str(config))
+def test_an_upload_failure_leaves_the_sync_exit_status_alone(centre, collector: Collector) -> None:
+    config = centre.config
+    config.write_text(config.read_text() + f'[upload]\nurl = "{collector.url}"\n')
+    code, out, err = run("sync", "--config", str(config))
     assert code == 0 and "sync ok" in out
     assert err.count("\n") == 1 and err.startswith("gate-reader sync: warning: upload failed: ") and "503" in err
-    code, _, err = run(capsys, "upload", "--config", str(config))
+    code, _, err = run("upload", "--config", str(config))
     assert code == 1 and err.startswith("gate-reader upload: error: ") and "503" in err  # the upload's own status
-    code, problems = _status(capsys, config)
+    code, problems = _status(config)
     assert code == 1 and [p for p in problems if p.startswith("upload failing") and "503" in p] == problems
-    collector.answer = 202  # type: ignore[attr-defined]
-    assert run(capsys, "sync", "--config", str(config))[0] == 0
-    assert _status(capsys, config) == (0, [])
+    collector.fail_status = None
+    assert run("sync", "--config", str(config))[0] == 0
+    assert _status(config) == (0, [])
 
 
 def _gate(tmp_path: Path, extra: str = "") -> Path:
@@ -81,58 +64,57 @@ def _store_list(tmp_path: Path, iat: float, **kw: object) -> Store:
     return store
 
 
-def test_status_lists_a_failing_gate_and_exits_1(tmp_path: Path, capsys) -> None:
+def test_status_lists_a_failing_gate_and_exits_1(tmp_path: Path) -> None:
     now = time.time()
     config = _gate(tmp_path, '[upload]\nurl = "http://127.0.0.1:9/e"\nmax_unsent = 10\n')
     with _store_list(tmp_path, now - 60) as store:
         pass
-    assert _status(capsys, config) == (0, [])
+    assert _status(config) == (0, [])
 
     with Store.open(tmp_path / "cache.db") as store:  # one record waiting for the next upload: normal
         Journal(store).append(time=now - 30, kind="system")
-    assert _status(capsys, config) == (0, [])
+    assert _status(config) == (0, [])
     with Store.open(tmp_path / "cache.db") as store:  # the same record unsent for an hour: a backlog
         store.connection.execute("UPDATE journal SET time = ?", (now - 3600,))
-    assert [p[:15] for p in _status(capsys, config)[1]] == ["upload backlog:"]
+    assert [p[:15] for p in _status(config)[1]] == ["upload backlog:"]
     with Store.open(tmp_path / "cache.db") as store:  # nine fresh records of ten allowed: near the cap
         store.connection.execute("DELETE FROM journal")
         Journal(store).append_many([{"time": now, "kind": "system"}] * 9)
-    (problem,) = _status(capsys, config)[1]
+    (problem,) = _status(config)[1]
     assert "near max_unsent=10" in problem
     with Store.open(tmp_path / "cache.db") as store:
         store.connection.execute("DELETE FROM journal")
         store.record_upload(now, "collector 127.0.0.1 answered 503")
         store.record_sync_failure("server unreachable: cannot connect", now)
         store.raise_time_floor(now + 10_000, "test")
-    problems = _status(capsys, config)[1]
+    problems = _status(config)[1]
     assert [p.split(":")[0] for p in problems] == ["clock untrusted", "sync failing", "upload failing"], problems
     assert "server unreachable" in problems[1] and "503" in problems[2]
 
 
-def test_stale_and_ignored_lists_are_problems(tmp_path: Path, capsys) -> None:
+def test_stale_and_ignored_lists_are_problems(tmp_path: Path) -> None:
     config = _gate(tmp_path)
     _store_list(tmp_path, time.time() - 100_000, ignored=[("status/b.cwt", "kid 00 is not trusted")]).close()
-    code, out, _ = run(capsys, "status", "--config", str(config))
+    code, out, _ = run("status", "--config", str(config))
     lines = [line for line in out.splitlines() if line.startswith("problem: ")]
     assert code == 1 and len(lines) == 2
     assert lines[0].startswith(f"problem: status list {URI} is stale")
     assert lines[1] == "problem: sync ignored status/b.cwt: kid 00 is not trusted"
 
 
-def test_a_gate_with_sync_configured_that_never_synced_is_a_problem(tmp_path: Path, capsys) -> None:
+def test_a_gate_with_sync_configured_that_never_synced_is_a_problem(tmp_path: Path) -> None:
     (tmp_path / "root.json").write_text("{}")
     config = _gate(tmp_path, '[sync]\nmetadata_url = "http://127.0.0.1:9/m/"\ntargets_url = "http://127.0.0.1:9/t/"\n'
                              'root = "root.json"\n')  # fmt: skip
     Store.open(tmp_path / "cache.db", create=True).close()
-    assert _status(capsys, config)[1] == ["sync: no sync has succeeded yet"]
+    assert _status(config)[1] == ["sync: no sync has succeeded yet"]
 
 
 @pytest.mark.parametrize("verbosity", [[], ["-v"]])
-def test_a_failing_sync_reports_its_failure_once(centre, capsys, verbosity: list[str]) -> None:
-    config = str(centre["config"])
-    assert run(capsys, "sync", "--config", config)[0] == 0
-    centre["server"].shutdown()
-    centre["server"].server_close()
+def test_a_failing_sync_reports_its_failure_once(centre, verbosity: list[str]) -> None:
+    config = str(centre.config)
+    assert run("sync", "--config", config)[0] == 0
+    centre.server.stop()
     result = gate_reader(*verbosity, "sync", "--config", config, drop=False)
     assert result.returncode == 1 and result.stdout == ""
     failure = [line for line in result.stderr.splitlines() if "cannot connect" in line]

@@ -8,8 +8,6 @@ passes only when the gates would see the entries asserted.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -20,29 +18,22 @@ from pathlib import Path
 import pytest
 
 from offline_cache.publish import Repository
-from reader.cli import main
 from reader.gatepass.authority import Issuer
-from reader.gatepass.statuslist import StatusList, verify_status_token
-from reader.gatepass.trust import TrustStore
+from reader.gatepass.statuslist import StatusList
+from tests.support import REPO as REPO_ROOT
+from tests.support.centre import Centre
+from tests.support.centre import ok as ok_command
+from tests.support.centre import run as run_command
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 URI = "https://pki.example/status/s1"
 
 
 def run(*argv: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(["authority", *map(str, argv)])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
+    return run_command("authority", *argv)
 
 
 def ok(*argv: object) -> str:
-    code, out, err = run(*argv)
-    assert code == 0, err
-    return out
+    return ok_command("authority", *argv)
 
 
 def refused(*argv: object, match: str) -> str:
@@ -54,42 +45,13 @@ def refused(*argv: object, match: str) -> str:
     return err
 
 
-class Centre:
-    """An issuer and a repository publishing its certificate."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.repo = root / "repo"
-        self.key, self.cert = root / "keys" / "issuer.key", root / "keys" / "issuer.pem"
-        Issuer.generate("ES256").save(self.key, self.cert)
-        self.issuer_args = ["--issuer-key", self.key, "--issuer-cert", self.cert]
-        ok("publish", "--repo", self.repo, "--init", "--trust", self.cert)
-
-    def status_file(self, name: str, *extra: object, uri: str = URI, size: int = 64) -> Path:
-        """A list signed into a new folder (the target is status/<file name>)."""
-        path = self.root / f"f{len(list(self.root.glob('f*')))}" / name
-        path.parent.mkdir()
-        ok("status-list", *self.issuer_args, "--uri", uri, "--size", size, *extra, "--out", path)
-        return path
-
-    def revoke(self, *extra: object) -> str:
-        return ok("revoke", "--repo", self.repo, *self.issuer_args, "--list", "s1", *extra)
-
-    def published(self, name: str = "s1") -> StatusList:
-        contents = Repository.open(self.repo).published_contents()
-        return verify_status_token(contents[f"status/{name}.cwt"], TrustStore.from_pem_files([self.cert]))
-
-    def versions(self) -> dict[str, str]:
-        return Repository.open(self.repo).targets()
-
-
 def values(lst: StatusList) -> dict[int, int]:
     return {i: lst.value(i) for i in range(lst.entries) if lst.value(i)}  # type: ignore[misc]
 
 
 @pytest.fixture
 def centre(tmp_path: Path) -> Centre:
-    return Centre(tmp_path)
+    return Centre(tmp_path, uri=URI)
 
 
 def test_revoke_never_loses_a_published_revocation(centre: Centre) -> None:

@@ -8,8 +8,6 @@ gate through its real ``sync``, ``verify --config`` and ``status`` commands.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import stat
 import threading
@@ -23,7 +21,6 @@ import pytest
 
 import offline_cache.publish as publish_module
 from offline_cache.publish import Repository
-from reader.cli import main
 from reader.cli import publish as publish_cli
 from reader.gate.config import load_config
 from reader.gate.sync import run_sync
@@ -31,29 +28,14 @@ from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.legacy import verify_legacy_token
 from reader.gatepass.statuslist import StatusList, verify_status_token
 from reader.gatepass.trust import TrustStore
-
-from .offline_cache.tuf_server import TufServer
+from tests.support.centre import Centre, ok, run
+from tests.support.http import StaticServer
+from tests.support.waiting import wait_for
 
 URI = "https://status.example.gov/lists/main"
 URI_B = "https://status.example.gov/lists/b"
 HOUR = 3600
 DAY = 86_400
-
-
-def run(*argv: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([*map(str, argv)])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(*argv: object) -> str:
-    code, out, err = run(*argv)
-    assert code == 0, out + err
-    return out
 
 
 @dataclass
@@ -66,7 +48,7 @@ class Site:
     key: Path
     cert: Path
     config: Path
-    server: TufServer
+    server: StaticServer
 
     @property
     def issuer_args(self) -> list[object]:
@@ -100,11 +82,8 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     """Lists signed 23 hours ago (one from a file, with 1 bit per entry; one by revoke) and a
     legacy card list: one more hour and a gate with the default max_age_s calls them stale."""
-    repo, keys = tmp_path / "repo", tmp_path / "keys"
-    issuer = Issuer.generate("ES256")
-    key, cert = keys / "issuer.key", keys / "issuer.pem"
-    issuer.save(key, cert)
-    issuer_args = ["--issuer-key", key, "--issuer-cert", cert]
+    centre = Centre(tmp_path, publish=False)
+    repo, issuer, key, cert, issuer_args = centre.repo, centre.issuer, centre.key, centre.cert, centre.issuer_args
     old = int(time.time()) - 23 * HOUR
     ok("authority", "status-list", *issuer_args, "--uri", URI, "--size", 128, "--bits", 1, "--revoked", "42,43",
        "--iat", old, "--exp-days", 1, "--ttl", 900, "--out", tmp_path / "main.cwt")
@@ -114,13 +93,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
        "--legacy", tmp_path / "cards.cwt")
     ok("authority", "revoke", "--repo", repo, *issuer_args, "--list", "b", "--uri", URI_B, "--size", 64,
        "--idx", 5, "--suspend")
-    config = tmp_path / "gate.toml"
-    with TufServer(repo / "public") as server:
-        config.write_text(
-            f'[gate]\nid = "refresh-gate"\n[cache]\npath = "{tmp_path / "gate" / "cache.db"}"\n'
-            f'[sync]\nmetadata_url = "{server.metadata_url}"\ntargets_url = "{server.targets_url}"\n'
-            f'root = "{repo / "public" / "metadata" / "root.json"}"\ntimeout_s = 2\ntotal_timeout_s = 10\n'
-        )
+    with centre.serve() as server:
+        config = centre.gate_config(server, gate_id="refresh-gate", total_timeout_s=10)
         yield Site(tmp_path, repo, issuer, key, cert, config, server)
 
 
@@ -224,10 +198,7 @@ def test_a_gate_syncing_during_a_refresh_sees_the_old_or_the_new_set(site: Site)
     reports = []
     gate = threading.Thread(target=lambda: reports.append(run_sync(config)))
     gate.start()
-    deadline = time.monotonic() + 10
-    while snapshot not in site.server.log() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert snapshot in site.server.log()
+    assert wait_for(lambda: snapshot in site.server.log(), timeout=10)
     assert site.refresh()[0] == 0  # ...while the centre publishes a whole new set
     gate.join(timeout=30)
     (report,) = reports

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-VECTORS = Path(__file__).parent / "data" / "gatepass-v1"
+from tests.support import VECTORS
+
 CASES = json.loads((VECTORS / "cases.json").read_text())["cases"]
 CHECK_NAMES = {"format", "issuer_signature", "claims", "validity", "holder_signature", "freshness", "status"}
 

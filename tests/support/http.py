@@ -1,10 +1,17 @@
-"""A loopback HTTP server for the TUF tests (helpers, not a test module).
+"""The tests' loopback HTTP servers (helpers, not a test module).
 
-It serves ``metadata/`` and ``targets/`` of a repository directory as a static web server
-would (and nothing else: ``keys/`` sits beside them), logs every request path, and injects
-faults per path: another body, an HTTP status, a delay before the headers, the headers or
-the body dribbled byte by byte, a connection dropped mid-body. Use it as a context manager or ``start()`` /
-``stop()``; it binds 127.0.0.1 on an ephemeral port.
+:class:`LoopbackServer` is the one server: ``http.server`` on 127.0.0.1 (an ephemeral port,
+or the same port again after ``stop()``: a server coming back), in a thread of its own, used
+as a context manager or with ``start()`` / ``stop()``, quiet about clients that hang up. Two
+kinds build on it:
+
+- :class:`StaticServer` serves ``metadata/`` and ``targets/`` of a directory as a static web
+  server would (a TUF repository's ``public/``, and nothing else: ``keys/`` sits beside it),
+  logs every request path, and injects faults per path: another body, an HTTP status, a
+  delay before the headers, the headers or the body dribbled byte by byte, a connection
+  dropped mid-body;
+- ``tests.support.collector.Collector``, the CloudEvents collector the uploads go to (HTTPS
+  with a throwaway PKI, or plain HTTP), with its own faults.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 SERVED_DIRS = ("metadata", "targets")
@@ -36,7 +44,7 @@ class Fault:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real server; every answer has a Content-Length
     disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
-    server: _Server
+    server: QuietServer
 
     def do_GET(self) -> None:
         owner = self.server.owner
@@ -100,66 +108,91 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the request log is ``TufServer.requests``."""
+        """Quiet: the request log is ``StaticServer.requests``."""
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
+    """A threading server whose handler threads never hold the process or ``stop()`` up,
+    and which says nothing of a client hanging up (as the sync does on a refused download)."""
+
     daemon_threads = True
-    owner: TufServer
+    block_on_close = False
+    owner: Any
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client hanging up (as the sync does on a refused download) is not news."""
+    def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
+        super().handle_error(request, client_address)
 
 
-class TufServer:
-    """Serve ``repo_dir`` over HTTP on 127.0.0.1 with a request log and fault hooks."""
+@dataclass(kw_only=True)
+class LoopbackServer:
+    """A server on 127.0.0.1 in a thread of its own. Subclasses give ``make_server()``."""
 
-    def __init__(self, repo_dir: Path) -> None:
-        self.repo_dir = Path(repo_dir).resolve()
-        self.requests: list[str] = []
-        self._faults: dict[str, Fault] = {}
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+    port: int = 0  # 0: any free port; after start(), the port it listens on
+    _httpd: QuietServer | None = field(default=None, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
-    # -- lifecycle --
+    def make_server(self) -> QuietServer:
+        raise NotImplementedError
 
-    def start(self) -> TufServer:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+    def start(self) -> Any:
+        """Listen (again, on the same port after ``stop()``)."""
+        self._stopping.clear()
+        httpd = self.make_server()
         httpd.owner = self
+        self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
+    def closed(self, httpd: QuietServer) -> None:
+        """Called once the port is closed (a collector drops its keep-alive connections)."""
+
     def stop(self) -> None:
-        """Stop serving and close the port; idempotent. Dribbling handlers give up at once."""
+        """Stop serving and close the port; idempotent. Handlers waiting on ``_stopping``
+        (a delay, a dribble) give up at once."""
         self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self.closed(self._httpd)
             self._httpd = None
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> TufServer:
+    def __enter__(self) -> Any:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- addresses --
 
     @property
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+
+@dataclass
+class StaticServer(LoopbackServer):
+    """Serve ``root``'s metadata/ and targets/ over HTTP with a request log and fault hooks."""
+
+    root: Path
+    requests: list[str] = field(default_factory=list)
+    _faults: dict[str, Fault] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+
+    def make_server(self) -> QuietServer:
+        return QuietServer(("127.0.0.1", self.port), _Handler)
+
+    # -- addresses --
 
     @property
     def metadata_url(self) -> str:
@@ -207,7 +240,7 @@ class TufServer:
         parts = path.lstrip("/").split("/")
         if len(parts) < 2 or parts[0] not in SERVED_DIRS or any(p in ("", ".", "..") for p in parts):
             return None
-        file = self.repo_dir.joinpath(*parts)
+        file = self.root.joinpath(*parts)
         try:
             return file.read_bytes() if file.is_file() else None
         except OSError:

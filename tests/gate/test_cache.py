@@ -14,9 +14,8 @@ from offline_cache.errors import StoreError
 from offline_cache.journal import Journal
 from offline_cache.store import Store, SyncUpdate
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
-
-from .conftest import URI
-from .unprivileged import gate_reader, scratch
+from tests.support.centre import URI
+from tests.support.unprivileged import gate_reader, scratch
 
 
 def _files(directory: Path) -> dict[str, bytes]:

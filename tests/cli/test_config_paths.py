@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 
 from offline_cache.store import Store
-
-from .conftest import run
-from .unprivileged import gate_reader, scratch
-
-EXAMPLE = Path(__file__).parent.parent / "config" / "gate-reader.example.toml"
+from tests.support import EXAMPLE_CONFIG as EXAMPLE
+from tests.support.centre import run
+from tests.support.unprivileged import gate_reader, scratch
 
 
 def _config(tmp_path: Path, text: str) -> Path:
@@ -50,12 +48,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_config_paths_that_are_not_what_they_should_be_name_their_key(tmp_path: Path, capsys, case: str) -> None:
+def test_config_paths_that_are_not_what_they_should_be_name_their_key(tmp_path: Path, case: str) -> None:
     text, argv, detail = CASES[case]
     config = _config(tmp_path, text)
     _with_cache(tmp_path)
     command, *rest = argv
-    code, _out, err = run(capsys, command, "--config", str(config), *rest)
+    code, _out, err = run(command, "--config", str(config), *rest)
     key = case.split(" ")[0]
     assert code == 2, err
     assert err.startswith(f"gate-reader {command}: error: {key}: ") and detail in err, err
@@ -87,8 +85,8 @@ def test_a_cache_directory_that_cannot_be_created_is_a_configuration_error() -> 
         assert "Permission denied" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_example_config_runs_sync_once_its_urls_and_root_are_filled_in(centre, capsys, tmp_path: Path) -> None:
-    gate = centre["config"].read_text()
+def test_the_example_config_runs_sync_once_its_urls_and_root_are_filled_in(centre, tmp_path: Path) -> None:
+    gate = centre.config.read_text()
     urls = {line.split(" = ")[0]: line.split(" = ")[1] for line in gate.splitlines() if "_url = " in line}
     root = next(line.split(" = ")[1] for line in gate.splitlines() if line.startswith("root = "))
     text = EXAMPLE.read_text()
@@ -101,13 +99,13 @@ def test_the_example_config_runs_sync_once_its_urls_and_root_are_filled_in(centr
     assert "/etc/gate-reader/collector-ca.pem" in text  # still as shipped: not installed here
     config = tmp_path / "example.toml"
     config.write_text(text)
-    code, out, err = run(capsys, "sync", "--config", str(config), "--no-upload")
+    code, out, err = run("sync", "--config", str(config), "--no-upload")
     assert code == 0 and "sync ok" in out and err == "", err
-    code, out, err = run(capsys, "sync", "--config", str(config))
+    code, out, err = run("sync", "--config", str(config))
     assert code == 0 and "sync ok" in out, err
     # The upload's failure is the upload's: a warning, once, and a problem in status.
     assert err == ("gate-reader sync: warning: upload failed: upload.token_file: /etc/gate-reader/upload.token: "
                    "No such file or directory\n")
-    code, out, _ = run(capsys, "status", "--config", str(config))
+    code, out, _ = run("status", "--config", str(config))
     assert code == 1 and "problem: upload failing" in out
     assert os.path.exists(tmp_path / "var" / "cache.db")

@@ -8,13 +8,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reader.cli import EXIT_STDOUT_CLOSED, main
@@ -24,8 +22,8 @@ from reader.errors import ConfigError
 from reader.gate.deciding import checked_policy
 from reader.gate.timeparse import MAX_TIME, check_duration, check_time, parse_clock, parse_time
 from reader.gatepass.decide import Policy
+from tests.support import VECTORS
 
-VECTORS = Path(__file__).parent / "data" / "gatepass-v1"
 CASES = {case["name"]: case for case in json.loads((VECTORS / "cases.json").read_text())["cases"]}
 AT = 1798761600
 TRUST = [str(VECTORS / f"issuer-{letter}.pem") for letter in "ABCDEF"]
@@ -207,10 +205,8 @@ def test_policy_with_non_finite_durations_is_refused_whatever_made_it(field, val
 
 # -- the parsers, for every input ------------------------------------------------------------
 
-EXAMPLES = int(os.environ.get("GATE_HYPOTHESIS_EXAMPLES", "300"))
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.one_of(st.floats(), st.integers(min_value=-(10**500), max_value=10**500), st.booleans()))
 def test_any_number_is_a_checked_time_or_a_value_error(value) -> None:
     for check, limit in ((check_time, MAX_TIME), (check_duration, MAX_TIME)):
@@ -221,7 +217,6 @@ def test_any_number_is_a_checked_time_or_a_value_error(value) -> None:
         assert math.isfinite(checked) and 0 <= checked <= limit and not isinstance(value, bool)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.one_of(st.text(max_size=80), st.from_regex(r"\A[0-9]{1,70}(\.[0-9]{1,20})?\Z")))
 def test_any_text_is_a_checked_clock_or_a_value_error(text) -> None:
     try:

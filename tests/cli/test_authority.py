@@ -8,8 +8,6 @@ when the bytes round-trip. Keys are generated once per module: RSA keygen costs 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import stat
 import subprocess
@@ -22,13 +20,13 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from reader.cli import main
 from reader.gatepass.authority import CLAIM_LEGACY_CARDS, LEGACY_LIST_TYP, Issuer, legacy_card_key
 from reader.gatepass.decide import Clock, Decision, Policy, decide_nfc, decide_text
 from reader.gatepass.statuslist import StatusLists, verify_signed_token, verify_status_token
 from reader.gatepass.trust import TrustStore
+from tests.support import REPO
+from tests.support.centre import run as run_command
 
-REPO = Path(__file__).resolve().parent.parent
 ISSUER_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "PS256")
 HOLDER_ALGS = ("ES256", "EdDSA")
 ISSUED = 1_800_000_000  # 2027-01-15T08:00:00Z, fixed so every decision below is reproducible
@@ -42,33 +40,17 @@ def fields(out: str) -> dict[str, str]:
 
 
 def run_quiet(*argv: object) -> tuple[int, str, str]:
-    """Run the command outside a test function (module fixtures cannot use capsys)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(["authority", *map(str, argv)])
-        except SystemExit as exc:
-            code = exc.code  # type: ignore[assignment]
-    return code, out.getvalue(), err.getvalue()
+    """Run ``gate-reader authority ARGS...`` in-process: (exit status, stdout, stderr)."""
+    return run_command("authority", *argv)
 
 
 Runner = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Runner:
+def run() -> Runner:
     """Run ``gate-reader authority ARGS...`` in-process: (exit status, stdout, stderr)."""
-
-    def _run(*argv: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main(["authority", *map(str, argv)])
-        except SystemExit as exc:
-            code = exc.code  # type: ignore[assignment]
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
+    return run_quiet
 
 
 def assert_one_error_line(code: int, out: str, err: str, context: object = None) -> None:

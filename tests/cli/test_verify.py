@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from reader.cli import build_parser, main
+from reader.cli import build_parser
+from tests.support import VECTORS
+from tests.support.centre import run as run_command
 
-VECTORS = Path(__file__).parent / "data" / "gatepass-v1"
 CASES = {case["name"]: case for case in json.loads((VECTORS / "cases.json").read_text())["cases"]}
 AT = "1798761600"
 TRUST = [str(VECTORS / f"issuer-{letter}.pem") for letter in "ABCDEF"]
@@ -22,12 +23,7 @@ STATUS = [str(VECTORS / "status-1.cwt"), str(VECTORS / "status-2.cwt")]
 
 def run(args: list[str], monkeypatch, capsys, stdin: str = "") -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        code = main(["verify", *args])
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_command("verify", *args)
 
 
 def base_args() -> list[str]:

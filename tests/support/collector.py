@@ -1,7 +1,8 @@
-"""A loopback HTTPS CloudEvents collector for the uploader tests.
+"""A loopback CloudEvents collector for the upload tests (helpers, not a test module).
 
-The standard library's http.server behind ssl, with a throwaway PKI made by
-``cryptography`` at test time (no files checked in, nothing that expires in the repo). It
+The tests' loopback server (``tests.support.http.LoopbackServer``) behind ssl, with a
+throwaway PKI made by ``cryptography`` at test time (no files checked in, nothing that
+expires in the repo), or over plain HTTP (``tls=False``, no PKI needed). It
 stores batches, deduplicates events by id as a real collector must for the gate's resend-
 whole-batches rule to be safe, and can be told to misbehave: answer an error status (from
 the start or after N batches, or after storing the batch as if the answer were lost), be
@@ -18,7 +19,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.http import LoopbackServer, QuietServer
 
 HEARTBEAT_TYPE = "org.gatepass.gate.heartbeat"
 
@@ -150,14 +153,17 @@ class Received:
 
 
 @dataclass
-class Collector:
+class Collector(LoopbackServer):
     """Start with ``start()`` (or as a context manager); the knobs may change at any time.
+    ``stop()`` closes the port (the gate then meets "connection refused") and drops its
+    keep-alive connections; ``start()`` again listens on the same port (a collector coming
+    back).
 
     ``events`` holds each distinct event once, by id, in first-arrival order; a resent event
     only bumps ``duplicates``.
     """
 
-    pki: Pki
+    pki: Pki | None = None  # needed with tls
     tls: bool = True
     rogue: bool = False  # present the certificate from the other CA
     token: str | None = None  # require "Authorization: Bearer <token>"
@@ -171,11 +177,7 @@ class Collector:
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     duplicates: int = 0
-    port: int = 0
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _wake: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -187,38 +189,17 @@ class Collector:
     def heartbeats(self) -> list[dict[str, Any]]:
         return [e for e in self.events.values() if e["type"] == HEARTBEAT_TYPE]
 
-    def start(self) -> Collector:
-        """Listen (again, on the same port after ``stop()``: a collector coming back)."""
-        self._wake.clear()
+    def make_server(self) -> _Server:
         server = _Server(("127.0.0.1", self.port), _Handler)
-        server.collector = self
         server.open_sockets = set()
         server.context = self._context() if self.tls else None
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+        return server
 
-    def stop(self) -> None:
-        """Close the port: the gate now meets "connection refused". Idempotent."""
-        self._wake.set()  # wake handlers sleeping in delay_s
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.drop_connections()  # a collector that is down keeps no keep-alives
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Collector:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def closed(self, httpd: QuietServer) -> None:
+        httpd.drop_connections()  # type: ignore[attr-defined]  # a collector that is down keeps no keep-alives
 
     def _context(self) -> ssl.SSLContext:
+        assert self.pki is not None, "a TLS collector needs a Pki (make_pki)"
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert, key = (
             (self.pki.rogue_cert, self.pki.rogue_key) if self.rogue else (self.pki.server_cert, self.pki.server_key)
@@ -238,7 +219,7 @@ class Collector:
         if headers.get("content-type", "").split(";")[0].strip() != "application/cloudevents-batch+json":
             return 415, {"error": "expected application/cloudevents-batch+json"}
         if self.delay_s:
-            self._wake.wait(self.delay_s)
+            self._stopping.wait(self.delay_s)
         with self._lock:
             if self.fail_status is not None and len(self.batches) >= self.fail_after:
                 return self.fail_status, {"error": "collector unhappy"}
@@ -261,10 +242,8 @@ class Collector:
             return 200, {"accepted": fresh}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # a handler sleeping in delay_s must not hold stop() up
-    collector: Collector
+class _Server(QuietServer):
+    owner: Collector
     context: ssl.SSLContext | None
 
     open_sockets: set[socket.socket]
@@ -310,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle()
 
     def do_POST(self) -> None:
-        collector = self.server.collector
+        collector = self.server.owner
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -322,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         if collector.trickle_s:
             head = f"HTTP/1.1 {status} OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
             for i in range(len(head)):
-                if collector._wake.wait(collector.trickle_s):
+                if collector._stopping.wait(collector.trickle_s):
                     return
                 self.wfile.write(head[i : i + 1])
                 self.wfile.flush()

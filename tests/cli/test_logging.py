@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from reader.cli.logs import LibraryQuiet, stderr_is_journal
+from tests.support import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TIME_ERROR = "time 'yesterday' is neither epoch seconds nor ISO 8601"
 
 

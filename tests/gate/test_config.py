@@ -9,8 +9,8 @@ import pytest
 
 from reader.errors import ConfigError
 from reader.gate.config import load_config, parse_config
+from tests.support import EXAMPLE_CONFIG as EXAMPLE
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "gate-reader.example.toml"
 MINIMAL = '[gate]\nid = "g1"\n[cache]\npath = "cache.db"\n'
 
 
