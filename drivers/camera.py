@@ -38,6 +38,9 @@ again what the last decode found (the scene did not change). A text comes throug
 it was out of sight for ``dedupe_s``.
 """
 
+# Over ~400 lines on purpose: one source: capture, the change gate, decode, deduplication and health share the
+# thread's state; the scene drawing for tests lives apart, in camera_sim.
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,9 @@ A ``Store`` wraps one connection and belongs to one thread; open another for ano
 thread or process.
 """
 
+# Over ~400 lines on purpose: one class over one SQLite schema: every read and every transaction the gate makes
+# is here, so a reader sees all of what touches the database in one place.
+
 from __future__ import annotations
 
 import hashlib

@@ -8,11 +8,7 @@ a newer iat and publishes it. ``refresh`` (run by a timer) signs every published
 with a new iat, so gates never see them go stale, and renews the TUF metadata.
 
 Whatever a command is about to publish is first checked as a gate would check it, against
-what is published now (see :func:`_check_change`): a list that gates would refuse is ignored
-by every gate (so a revocation in it never arrives), and a list that drops a revocation would
-let a revoked credential through, so both are refused here with the reason, before anything
-is written. A bad list already published is warned about, never a reason to hold back a
-change of another list.
+what is published now (:mod:`reader.cli.gate_view`), before anything is written.
 """
 
 from __future__ import annotations
@@ -21,13 +17,13 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reader.cli import authority_args as a
+from reader.cli.gate_view import LEGACY_TARGET, TRUST_TARGET, check_change, gate_view, n, published_view, trust_of
 from reader.gatepass.authority import (
     AuthorityError,
     Issuer,
@@ -37,20 +33,15 @@ from reader.gatepass.authority import (
     sign_status_list,
     status_entries,
 )
-from reader.gatepass.errors import TrustStoreError
-from reader.gatepass.legacy import LegacyList, verify_legacy_token
-from reader.gatepass.statuslist import MAX_LIST_BYTES, StatusList, TokenRejected, verify_status_token
-from reader.gatepass.trust import TrustStore, anchors_from_pem
+from reader.gatepass.statuslist import MAX_LIST_BYTES, StatusList
+from reader.gatepass.trust import TrustStore
 
 # Before revoke read lists back from the repository it kept each list's entries in
 # REPO/lists/NAME.json; such a record is checked once against the published list and then
 # moved aside (the published lists, every version kept under targets/, are the record now).
 STATE_DIR = "lists"
 MAX_RECORD_BYTES = 256 << 20  # a record of millions of entries; refuse to slurp anything bigger
-TRUST_TARGET = "trust/issuers.pem"
-LEGACY_TARGET = "legacy/cards.cwt"
 _VALUES = {"revoke": 1, "suspend": 2, "restore": 0}
-GATE_SKEW_S = 300  # a gate ignores a list whose iat is further ahead of its trusted clock (spec 3)
 # How far a published iat may be ahead of this machine's clock before revoke and refresh
 # refuse: revocations within one second each take the next second, so a burst runs a few
 # seconds ahead; a clock a minute behind is a wrong clock, and lists signed by it would go
@@ -160,115 +151,6 @@ def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-# --- what a gate would see ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class GateView:
-    """A set of targets as a gate syncing it would read them: the lists that verify under
-    its trust bundle, by target path, and why each other one would be refused."""
-
-    contents: dict[str, bytes]
-    trust: TrustStore
-    lists: dict[str, StatusList]
-    legacy: LegacyList | None
-    refused: dict[str, str]
-
-
-def _trust_of(contents: Mapping[str, bytes], fallback: TrustStore | None) -> TrustStore:
-    if TRUST_TARGET not in contents:
-        return fallback if fallback is not None else TrustStore()
-    try:
-        return TrustStore(anchors_from_pem(contents[TRUST_TARGET], TRUST_TARGET))
-    except TrustStoreError as exc:
-        raise AuthorityError(f"{TRUST_TARGET}: gates would refuse it: {exc}") from None
-
-
-def _gate_view(contents: Mapping[str, bytes], trust: TrustStore, now: float | None) -> GateView:
-    """Verify each list as the gate's sync does (reader.gate.sync.verify_fetched); ``now`` is
-    a clock to hold iat against (None: do not)."""
-    lists: dict[str, StatusList] = {}
-    refused: dict[str, str] = {}
-    legacy = None
-    for path, raw in sorted(contents.items()):
-        try:
-            if path.startswith("status/"):
-                lists[path] = verify_status_token(raw, trust, now=now, skew_s=GATE_SKEW_S)
-            elif path == LEGACY_TARGET:
-                legacy = verify_legacy_token(raw, trust, now=now, skew_s=GATE_SKEW_S)
-        except TokenRejected as exc:
-            refused[path] = str(exc)
-    return GateView(dict(contents), trust, lists, legacy, refused)
-
-
-def _check_change(before: GateView, after: Mapping[str, bytes], now: float,
-                  unrevoked: Mapping[str, Iterable[int]] | None = None) -> GateView:
-    """Refuse a change of the published targets that gates would refuse, or that would take
-    back a revocation (``unrevoked``: uri -> indexes deliberately undone). Lists are matched
-    by uri, as gates hold them."""
-    new = _gate_view(after, _trust_of(after, before.trust), now)
-    for path, reason in new.refused.items():
-        # Refused: what this change writes, and a list gates took before and would drop after
-        # it (a trust bundle that orphans a list). A list already published that gates ignore
-        # (spec 3) must not block an unrelated revocation: that would be the centre's twin of
-        # the gate's "one bad list blocks every revocation". _published warns of it.
-        unchanged = after[path] == before.contents.get(path)
-        if unchanged and _gate_view({path: after[path]}, before.trust, now).refused:
-            continue  # refused already before this change: not this change's doing
-        raise AuthorityError(f"{path}: gates would refuse it ({reason}) and ignore it as if absent")
-    claimed: dict[str, str] = {}
-    for path, lst in sorted(new.lists.items()):
-        if lst.uri in claimed:
-            raise AuthorityError(f"{path} and {claimed[lst.uri]} both claim uri {lst.uri}: "
-                                 "gates would keep only one of them")
-        claimed[lst.uri] = path
-    held = {lst.uri: (path, lst) for path, lst in before.lists.items()}
-    for path, lst in sorted(new.lists.items()):
-        old = before.lists.get(path)
-        if old is not None and old.uri != lst.uri:
-            raise AuthorityError(f"{path}: published for uri {old.uri}, the new token is for {lst.uri} "
-                                 f"(publish it under another name, and --remove {path} if that is meant)")
-        if lst.uri not in held or held[lst.uri][1].raw == lst.raw:
-            continue
-        old_path, old = held[lst.uri]
-        if lst.iat <= old.iat:
-            raise AuthorityError(f"{path}: iat {_n(lst.iat)} is not after the published {_n(old.iat)} of {old_path}: "
-                                 f"gates keep the list they hold (and refuse a sync with an older one)")
-        allowed = set((unrevoked or {}).get(lst.uri, ()))
-        lost = [i for i in revoked_indexes(old.data, old.bits) if lst.value(i) != 1 and i not in allowed]
-        if lost:
-            shown = ", ".join(map(str, lost[:10])) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
-            raise AuthorityError(f"{path}: entries revoked in the published list are not revoked in the new one "
-                                 f"({shown}); a revocation is never withdrawn by publishing a list (undo a "
-                                 f"mistaken one with 'revoke --restore --unrevoke')")
-    if new.legacy is not None and before.legacy is not None and after[LEGACY_TARGET] != before.contents.get(
-            LEGACY_TARGET) and new.legacy.iat <= before.legacy.iat:
-        raise AuthorityError(f"{LEGACY_TARGET}: iat {_n(new.legacy.iat)} is not after the published "
-                             f"{_n(before.legacy.iat)}: gates keep the list they hold")
-    return new
-
-
-def _published(repo: Any, issuer: Issuer, now: float | None) -> GateView:
-    """What is published, every list verified as gates verify it. Revoke and refresh build on
-    these lists; one a gate would refuse is named in a warning and left out of ``lists``.
-    ``now``: the clock to hold iats against (revoke: a list ahead of it is someone else's
-    problem), or None (refresh: a clock behind a published iat is refused by _next_iat, loudly,
-    since every list it signed would go back)."""
-    contents = repo.published_contents()
-    fallback = None
-    if TRUST_TARGET not in contents:
-        a.note(f"note: the repository publishes no {TRUST_TARGET}: lists are checked against --issuer-cert "
-               "alone, and gates need that certificate installed")
-        fallback = TrustStore(anchors_from_pem(issuer.certificate_pem, "--issuer-cert"))
-    view = _gate_view(contents, _trust_of(contents, fallback), now)
-    for path, reason in view.refused.items():
-        # Warned, not refused: gates ignore such a list, and a revocation of another list must
-        # still go out. A change of this very list is refused by its caller (its entries are
-        # not known); refresh leaves it as it is.
-        a.note(f"warning: {path} as published is refused by gates ({reason}): publish a good one "
-               f"or the certificate that signed it; left as it is")
-    return view
-
-
 def _next_iat(published: float | None, now: float, what: str) -> int:
     """The iat of a list signed now: after the published one, even within the same second
     (gates ignore an equal iat), and refused when this clock is behind the published iat."""
@@ -277,7 +159,7 @@ def _next_iat(published: float | None, now: float, what: str) -> int:
         return now_s
     if published > now_s + CLOCK_TOLERANCE_S:
         raise AuthorityError(
-            f"{what} as published has iat {_n(published)}, {_n(published - now_s)} s after this machine's clock "
+            f"{what} as published has iat {n(published)}, {n(published - now_s)} s after this machine's clock "
             f"({now_s}): a list signed now would go back in iat and gates would refuse it; set the clock right "
             "and run again")
     return max(now_s, math.floor(published) + 1)
@@ -290,11 +172,6 @@ def _renewed_exp(published: float | None, iat: int, days: int, new_list: bool = 
         return None
     renewed = iat + days * a.DAY_S
     return renewed if published is None else max(published, renewed)
-
-
-def _n(value: float) -> str:
-    """An epoch time or a span in full (``:g`` would print 1800000000 as 1.8e+09)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _print_versions(versions: Mapping[str, int]) -> None:
@@ -324,13 +201,13 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     with repo.locked():
         now = _clock()
         contents = repo.published_contents()
-        new_trust = _trust_of({k: v for k, v in staged.items() if v is not None}, None)
+        new_trust = trust_of({k: v for k, v in staged.items() if v is not None}, None)
         # The published lists, as a gate holding the old or the new bundle verified them.
-        before = _gate_view(contents, TrustStore([*_trust_of(contents, None), *new_trust]), None)
+        before = gate_view(contents, TrustStore([*trust_of(contents, None), *new_trust]), None)
         for path, reason in before.refused.items():
             a.note(f"note: {path} as published does not verify ({reason}): not compared with what replaces it")
         after = {k: v for k, v in ({**contents, **staged}).items() if v is not None}
-        _check_change(before, after, now)
+        check_change(before, after, now)
         versions = repo.publish(now=_utc(now))
     for role, version in sorted(versions.items()):
         print(f"{role}: version {version}")
@@ -343,7 +220,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 # --- revoke -------------------------------------------------------------------------------
 
-def _new_or_published(published: StatusList | None, args: argparse.Namespace) -> tuple[str, int, bytes, int | None]:
+def _new_orpublished(published: StatusList | None, args: argparse.Namespace) -> tuple[str, int, bytes, int | None]:
     """(uri, bits, packed entries, ttl) to start from: the published list's, or a new empty
     one from --uri, --size and --bits. Options that disagree with the published list are
     refused rather than quietly ignored or applied."""
@@ -395,12 +272,12 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     path, state_path = f"status/{args.list}.cwt", Path(args.repo) / STATE_DIR / f"{args.list}.json"
     with repo.locked():  # from reading the published list to publishing the new one
         now = _clock()
-        before = _published(repo, issuer, now)
+        before = published_view(repo, issuer, now)
         if path in before.refused:
             raise AuthorityError(f"{path} as published is refused by gates ({before.refused[path]}), so its "
                                  f"entries are not known: publish a good one (or its certificate) first")
         published = before.lists.get(path)
-        uri, bits, packed, ttl = _new_or_published(published, args)
+        uri, bits, packed, ttl = _new_orpublished(published, args)
         if value >= 1 << bits:
             raise AuthorityError(f"a {bits}-bit list cannot hold value {value} (--suspend needs 2 bits)")
         indexes = set(a.index_ranges(args.idx, "--idx", len(packed) * 8 // bits))
@@ -423,7 +300,7 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         iat = _next_iat(None if published is None else published.iat, now, path)
         exp = _renewed_exp(None if published is None else published.exp, iat, days, new_list=published is None)
         token = sign_status_list(issuer, uri=uri, bits=bits, data=bytes(data), iat=iat, exp=exp, ttl=ttl)
-        new = _check_change(before, {**before.contents, path: token}, now, {uri: undone})
+        new = check_change(before, {**before.contents, path: token}, now, {uri: undone})
         repo.put_target(path, token)
         versions = repo.publish(now=_utc(now))
         if state_path.exists():  # its revocations are all published now: the record has served
@@ -446,14 +323,14 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
     lines: list[str] = []
     with repo.locked():  # nobody publishes between reading the lists and publishing them again
         now = _clock()
-        before = _published(repo, issuer, None)
+        before = published_view(repo, issuer, None)
         after = dict(before.contents)
         for path, lst in sorted(before.lists.items()):
             iat = _next_iat(lst.iat, now, path)
             exp = _renewed_exp(lst.exp, iat, days)
             after[path] = sign_status_list(issuer, uri=lst.uri, bits=lst.bits, data=lst.data, iat=iat, exp=exp,
                                            ttl=lst.ttl)
-            lines.append(f"{path}: iat {iat}, exp {'none' if exp is None else _n(exp)}, {lst.uri}"
+            lines.append(f"{path}: iat {iat}, exp {'none' if exp is None else n(exp)}, {lst.uri}"
                          + _kid_change(lst.kid, issuer))
         if before.legacy is not None:
             legacy = before.legacy
@@ -461,9 +338,9 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
             exp = _renewed_exp(legacy.exp, iat, days)
             cards = {key: (card.sub, card.exp) for key, card in legacy.cards.items()}
             after[LEGACY_TARGET] = sign_legacy_cards(issuer, entries=cards, iat=iat, exp=exp)
-            lines.append(f"{LEGACY_TARGET}: iat {iat}, exp {_n(exp)}, {len(cards)} cards"
+            lines.append(f"{LEGACY_TARGET}: iat {iat}, exp {n(exp)}, {len(cards)} cards"
                          + _kid_change(legacy.kid, issuer))
-        _check_change(before, after, now)
+        check_change(before, after, now)
         for path, data in after.items():
             if data != before.contents[path]:
                 repo.put_target(path, data)

@@ -6,6 +6,8 @@ the command wrote, so a test passes only when a gate would accept the output, no
 when the bytes round-trip. Keys are generated once per module: RSA keygen costs ~100 ms.
 """
 
+# Over ~400 lines on purpose: every authority action through the command, on one module-scoped set of keys.
+
 from __future__ import annotations
 
 import os

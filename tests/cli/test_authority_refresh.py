@@ -2,7 +2,7 @@
 gates call them stale, a gate's ``gate-reader sync`` takes them, and the repository is never
 left half-written.
 
-The repository is served by the loopback TUF server of tests/offline_cache/ and read by a
+The repository is served by the loopback server of tests/support/ and read by a
 gate through its real ``sync``, ``verify --config`` and ``status`` commands.
 """
 

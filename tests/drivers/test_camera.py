@@ -1,6 +1,9 @@
 """The QR camera against OpenCV's own simulator: ``VideoCapture`` playing an MJPG video or a
 PNG sequence made here, with real GatePass presentations from the test authority."""
 
+# Over ~400 lines on purpose: one source's behaviours (decoders, dedup, change gate, ROI, bad frames, reconnects)
+# on the shared scenes of camera_sim.
+
 from __future__ import annotations
 
 import queue

@@ -27,7 +27,7 @@ def test_minimal_config_has_the_spec_defaults(tmp_path: Path) -> None:
 
 def test_the_example_config_is_valid(tmp_path: Path) -> None:
     # As shipped: none of the files it names exists here, and none needs to for the
-    # config to load (each command checks the files it uses; tests/test_config_paths.py).
+    # config to load (each command checks the files it uses; tests/cli/test_config_paths.py).
     config = parse_config(EXAMPLE.read_text(), tmp_path / "gate.toml")
     assert config.sync is not None and config.sync.interval_s == 30
     assert config.upload is not None and config.upload.max_unsent == 1_000_000

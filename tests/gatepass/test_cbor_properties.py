@@ -13,6 +13,8 @@ The Hypothesis example database is off (the profile in tests/conftest.py) so a r
 leaves no files in the repository; a failure still prints its minimal example.
 """
 
+# Over ~400 lines on purpose: the properties of one decoder against cbor2, sharing their strategies.
+
 from __future__ import annotations
 
 import contextlib

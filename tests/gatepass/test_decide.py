@@ -1,5 +1,7 @@
 """The decision of spec section 7, one rule at a time, on credentials the test authority makes."""
 
+# Over ~400 lines on purpose: every reason of spec section 7 through decide(), one test each, on shared fixtures.
+
 from __future__ import annotations
 
 import math

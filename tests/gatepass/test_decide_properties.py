@@ -17,6 +17,9 @@ tests/conftest.py); the 10,000-example run:
     GATE_HYPOTHESIS_EXAMPLES=10000 .venv/bin/pytest tests/gatepass -k properties
 """
 
+# Over ~400 lines on purpose: the properties of one function, decide(), with the strategies that build its
+# hostile inputs; they share those strategies.
+
 from __future__ import annotations
 
 import json

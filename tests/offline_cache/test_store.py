@@ -2,6 +2,8 @@
 migrations, all-or-nothing sync updates, the change marker, the time floor, the replay
 memory, and a sync process killed with SIGKILL while it writes."""
 
+# Over ~400 lines on purpose: one class's transactions, rollbacks and crash safety, on shared fixtures.
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,8 @@
 """The uploader against a real HTTPS collector on loopback: the batch format, "sent only on
 a 2xx", resuming after an outage, TLS pinning, authentication and bounded timeouts."""
 
+# Over ~400 lines on purpose: the uploader against one collector fixture: TLS, tokens, faults, caps.
+
 from __future__ import annotations
 
 import base64
