@@ -9,11 +9,16 @@ dependency).
     reader.gate                   imports no command (reader.cli), benchmark (reader.bench) or
                                   daemon (reader.daemon) module; no argparse, no print()
     reader.daemon                 imports no command or benchmark module
+    tests/                        import no benchmark (what they share is in drivers/ or
+                                  tests/support/)
+
+README's layout section names every module, so the folder names lead to any behaviour.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +36,7 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("reader.gatepass", ("reader",), ("reader.gatepass",)),
     ("reader.gate", ("reader.cli", "reader.bench", "reader.daemon", "argparse"), ()),
     ("reader.daemon", ("reader.cli", "reader.bench"), ()),
+    ("tests", ("reader.bench",), ()),
 ]
 
 
@@ -65,7 +71,7 @@ def imports(source: str, module: str, is_package: bool = False) -> Iterator[tupl
 
 
 def project_modules() -> Iterator[tuple[str, Path]]:
-    for package in PACKAGES:
+    for package in (*PACKAGES, "tests"):
         for path in sorted((ROOT / package).rglob("*.py")):
             yield module_name(path), path
 
@@ -121,3 +127,12 @@ def test_lazy_tables_name_modules_of_their_layer() -> None:
         module, _, function = target.partition(":")
         assert _within(module, layer) and module in modules and function, target
         assert f"def {function}(" in modules[module].read_text(encoding="utf-8"), target
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):].split("\n## ", 1)[0]
+    missing = [module for module, path in project_modules()
+               if not module.startswith("tests") and path.name != "__main__.py"
+               and not re.search(rf"\b{module.rpartition('.')[2]}\b", layout)]
+    assert missing == []

@@ -165,7 +165,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_STDOUT_CLOSED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
