@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from reader.errors import ConfigError
-from reader.gate.config import Config
-from reader.gate.state import GateState
 from reader.gate.timeparse import check_duration
 from reader.gatepass.decide import CredentialCache, decide_nfc, decide_text
 from reader.gatepass.envelope import DEFAULT_PREFIXES
@@ -30,6 +28,10 @@ from reader.gatepass.legacy import LegacyList, decide_legacy
 from reader.gatepass.statuslist import StatusLists
 from reader.gatepass.trust import TrustStore
 from reader.gatepass.verdict import Clock, Decision, Policy, ReplayMemory
+
+if TYPE_CHECKING:  # a decision needs neither the config file nor the cache: only their contents
+    from reader.gate.config import Config
+    from reader.gate.state import GateState
 
 Kind = Literal["qr", "nfc", "legacy"]
 #: The policy's durations, each checked before a policy decides anything.

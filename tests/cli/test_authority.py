@@ -1,6 +1,6 @@
 """``gate-reader authority``: every action, driven through ``reader.cli.main`` as a user would.
 
-What the command writes is checked by the verifier itself (``decide_text``, ``decide_nfc``,
+What the command writes is checked by the verifier itself (the gate's ``Decider``,
 ``verify_status_token``, ``verify_signed_token``) with a trust store loaded from the .pem
 the command wrote, so a test passes only when a gate would accept the output, not merely
 when the bytes round-trip. Keys are generated once per module: RSA keygen costs ~100 ms.
@@ -22,8 +22,10 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from reader.gate.deciding import Decider
 from reader.gatepass.authority import CLAIM_LEGACY_CARDS, LEGACY_LIST_TYP, Issuer, legacy_card_key
-from reader.gatepass.decide import Clock, Decision, Policy, decide_nfc, decide_text
+from reader.gatepass.decide import Clock, Decision, Policy
+from reader.gatepass.envelope import DEFAULT_PREFIXES
 from reader.gatepass.statuslist import StatusLists, verify_signed_token, verify_status_token
 from reader.gatepass.trust import TrustStore
 from tests.support import REPO
@@ -108,8 +110,11 @@ def issue(
     return fields(stdout)
 
 
-def decide(text: str, pki: Pki, *, at: float = AT, lists: StatusLists | None = None, **policy: object) -> Decision:
-    return decide_text(text, clock=Clock(at), trust=pki.trust(), lists=lists or StatusLists(), policy=Policy(**policy))
+def decide(payload: str | bytes, pki: Pki, *, at: float = AT, lists: StatusLists | None = None,
+           challenge: bytes | None = None, prefixes: tuple[str, ...] = DEFAULT_PREFIXES, **policy: object) -> Decision:
+    """The gate's decision on what the command made: QR text, or an NFC answer to ``challenge``."""
+    decider = Decider(pki.trust(), lists or StatusLists(), policy=Policy(**policy), prefixes=prefixes)  # type: ignore[arg-type]
+    return decider.decide("qr" if challenge is None else "nfc", payload, Clock(at), challenge=challenge)
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -235,7 +240,7 @@ def test_present_options_and_png(run: Runner, pki: Pki, tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(png).st_mode) == 0o644
     assert [p.name for p in png.parent.iterdir()] == ["code.png"]  # no temporary file left
     text = out.strip()
-    assert decide_text(text, clock=Clock(AT), trust=pki.trust(), lists=StatusLists(), prefixes=("ACME:",)).granted
+    assert decide(text, pki, prefixes=("ACME:",)).granted
     assert decide(text, pki).reason == "malformed"  # the default prefix list does not know ACME:
 
 
@@ -263,10 +268,10 @@ def test_nfc_answer_to_rnonce_and_to_challenge(run: Runner, pki: Pki, tmp_path: 
                          "--rnonce", rnonce.hex(), "--gate-id", "lobby-1")
     assert code == 0, err
     answer = bytes.fromhex(out.strip())
-    decision = decide_nfc(answer, rnonce, clock=Clock(AT), trust=pki.trust(), lists=StatusLists())
+    decision = decide(answer, pki, challenge=rnonce)
     assert decision.granted, decision
     assert cbor2.loads(cbor2.loads(answer).value[2])[5] == "lobby-1"
-    other = decide_nfc(answer, bytes(16), clock=Clock(AT), trust=pki.trust(), lists=StatusLists())
+    other = decide(answer, pki, challenge=bytes(16))
     assert other.reason == "challenge_mismatch"
 
     challenge = cbor2.dumps({1: rnonce, 2: "turnstile-3"})
@@ -274,7 +279,7 @@ def test_nfc_answer_to_rnonce_and_to_challenge(run: Runner, pki: Pki, tmp_path: 
                          "--challenge", challenge.hex())
     assert code == 0, err
     answer = bytes.fromhex(out.strip())
-    assert decide_nfc(answer, rnonce, clock=Clock(AT), trust=pki.trust(), lists=StatusLists()).granted
+    assert decide(answer, pki, challenge=rnonce).granted
     assert cbor2.loads(cbor2.loads(answer).value[2])[5] == "turnstile-3"
 
 
