@@ -57,7 +57,7 @@ import numpy as np
 from drivers.base import Sink, SourceBase, SourceHealth
 from drivers.errors import DeviceUnavailable, DriverConfigError, DriverError
 from drivers.qr_decode import FORMATS, check_choice, make_decoder
-from loghash import short_hash
+from offline_cache.loghash import short_hash
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,7 @@ import nfc.tag.tt4
 
 from drivers.base import Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError, DriverTimeout
-from loghash import short_hash
+from offline_cache.loghash import short_hash
 
 log = logging.getLogger(__name__)
 

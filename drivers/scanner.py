@@ -41,7 +41,7 @@ import serial
 
 from drivers.base import PresentationKind, Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError
-from loghash import short_hash
+from offline_cache.loghash import short_hash
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loghash import short_hash
 from offline_cache.files import write_atomic
+from offline_cache.loghash import short_hash
 from reader.cli import authority_args as a
 from reader.cli import publish
 from reader.gatepass.authority import (

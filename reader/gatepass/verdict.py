@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from loghash import short_hash
+from offline_cache.loghash import short_hash
 
 REASONS: tuple[str, ...] = (
     "malformed",
@@ -96,7 +96,7 @@ class Decision:
     @property
     def credential_hash(self) -> str | None:
         """What the journal and the verify tool show of the credential: SHA-256(cti)[:8] in
-        hex (loghash.short_hash). Computed when asked, because a gate logs after it has driven
+        hex (offline_cache.loghash.short_hash). Computed when asked, because a gate logs after it has driven
         the relay."""
         if self.credential_id is None:
             return None

@@ -4,9 +4,11 @@ short hash, :func:`short_hash`, the same everywhere.
 Why here: the drivers log what they read (``drivers`` never imports ``reader``), the
 credential core names a credential by the hash of its id (``credential_hash`` in the
 journal, ``verify --json`` and ``authority issue``), and neither may lean on the other
-(the core must not need the hardware package, nor the drivers the core). So the helper sits
-below both, in a package that imports nothing of the project; everything may import it
-(tests/test_layers.py keeps it so).
+(the core must not need the hardware package, nor the drivers the core). The project's
+layout is fixed at three packages, so the helper cannot be a package of its own below them;
+it lives beside the journal, which stores and checks this very hash (``credential_hash``),
+as a leaf that imports nothing of the project. It is the one thing of ``offline_cache``
+that ``drivers`` may import (tests/test_layers.py keeps both true).
 
 Why 16 hex digits (64 bits of SHA-256): a log line must let someone find "the same
 credential" again across a fleet and years of journals, and must not let anyone recover
