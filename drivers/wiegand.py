@@ -330,7 +330,7 @@ class WiegandSource(SourceBase):
         for t, line, low in frame:
             if low:
                 if self._low[line] or self._low[1 - line]:
-                    noise = noise or "both lines low"
+                    noise = noise or "overlapping pulses (both lines low, or a rise lost)"
                 self._low[line], fell_at[line] = True, t
                 if len(bits) <= _MAX_BITS:
                     bits.append(line ^ self.swap)
