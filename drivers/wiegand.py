@@ -142,20 +142,28 @@ def raw_text(bits: Sequence[int]) -> str:
     return f"WRAW{len(bits)}:{_number(bits):0{(len(bits) + 3) // 4}X}"
 
 
-def pulse_frame(d0: Any, d1: Any, bits: Sequence[int], *, pulse_s: float = 50e-6, interval_s: float = 2e-3) -> None:
+def pulse_frame(d0: Any, d1: Any, bits: Sequence[int], *, pulse_s: float = 50e-6,
+                interval_s: float = 2e-3) -> list[tuple[float, float]]:
     """Send a frame on two gpiozero mock pins at Wiegand timing (the simulated reader):
-    busy-waits, since sleeping cannot make a 50 us pulse."""
+    busy-waits, since sleeping cannot make a 50 us pulse. Each rise is timed from its own
+    fall, so a thread switch can stretch a pulse but never shorten it to a spike. Returns
+    each pulse's (fall, rise) as the pins stamped them: on a busy machine the process can be
+    descheduled mid-frame, and the stamps tell whether the frame went out as meant."""
     def until(t: float) -> None:
         while time.perf_counter() < t:
             pass
 
+    pulses = []
     start = time.perf_counter()
     for i, bit in enumerate(bits):
         pin = d1 if bit else d0
         until(start + i * interval_s)
         pin.drive_low()
-        until(start + i * interval_s + pulse_s)
+        fell = pin._last_change
+        until(time.perf_counter() + pulse_s)
         pin.drive_high()
+        pulses.append((fell, pin._last_change))
+    return pulses
 
 
 class WiegandSource(SourceBase):
