@@ -566,7 +566,10 @@ class DoorIO:
             self._overlay = None
             self._show(Indicators())
             self._wake.notify()
-        self._events.put(None)
+        try:
+            self._events.put(None, timeout=1.0)
+        except queue.Full:  # a consumer stuck on an event: its thread is a daemon, leave it
+            log.warning("%s: the event consumer is stuck; closing without it", self._key)
         for thread in (self._timer, self._dispatcher):
             if thread is not threading.current_thread():
                 thread.join(2.0)
