@@ -12,6 +12,7 @@ SOURCES: dict[str, str] = {
     "nfc": "drivers.nfc:NfcSource",
     "camera": "drivers.camera:CameraSource",
     "scanner": "drivers.scanner:ScannerSource",
+    "wiegand": "drivers.wiegand:WiegandSource",
 }
 
 

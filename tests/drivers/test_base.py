@@ -83,7 +83,7 @@ def test_callback_sink_and_prompt_stop() -> None:
 
 
 def test_registry_imports_lazily_and_names_the_key() -> None:
-    assert set(SOURCES) == {"nfc", "camera", "scanner"}
+    assert set(SOURCES) == {"nfc", "camera", "scanner", "wiegand"}
     with pytest.raises(DriverConfigError, match=r"readers\[1\]\.driver: unknown driver 'laser'"):
         source_class("laser", "readers[1].driver")
 
