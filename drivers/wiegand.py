@@ -48,7 +48,6 @@ Decisions worth knowing before changing anything here:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -60,6 +59,7 @@ from typing import Any
 from drivers.base import Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError
 from drivers.pins import DEFAULT_PINS, wrap_gpio_error
+from offline_cache.loghash import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +367,7 @@ class WiegandSource(SourceBase):
         self._latency_ms = {"last": round(latency_ms, 3), "max": round(max(self._latency_ms["max"], latency_ms), 3)}
         self._publish()
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("wiegand %s: %d-bit frame, sha256 %s", self.name, len(bits),
-                      hashlib.sha256(text.encode()).hexdigest()[:12])
+            log.debug("wiegand %s: %d-bit frame, card %s", self.name, len(bits), short_hash(text))
 
     def _drop(self, cause: str, detail: str) -> None:
         self._dropped[cause] += 1

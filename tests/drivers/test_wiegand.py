@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin, PinState
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.base import Presentation
@@ -28,6 +28,7 @@ from drivers.door import DoorIO, DoorSettings
 from drivers.errors import DriverConfigError
 from drivers.registry import source_class
 from drivers.wiegand import FORMATS, WiegandSource, card_text, pulse_frame, raw_text
+from tests.support.waiting import wait_until
 
 D0, D1 = 20, 21
 GAP = 0.025
@@ -91,20 +92,12 @@ def sources() -> Iterator[Callable[..., tuple[WiegandSource, queue.Queue]]]:
         source = WiegandSource("wiegand-1", sink, pin_factory=factory, **options)
         made.append(source)
         source.start()
-        wait_until(lambda: source.health().up)
+        wait_until(lambda: source.health().up, 3.0)
         return source, sink
 
     yield make
     for source in made:
         source.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def drain(sink: queue.Queue, settle: float = 0.15) -> list[Presentation]:
@@ -176,7 +169,6 @@ def test_h10301_matches_a_published_frame():
     assert FORMATS["H10301"].encode((90, 324)) == pack_h10301(90, 324)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(PACKERS)), st.data())
 def test_encoders_match_an_independent_packing_and_catch_every_single_bit_error(name, data):
     packer, widths = PACKERS[name]
@@ -250,7 +242,7 @@ def test_swapped_wires_read_with_swap_and_fail_parity_without(sources):
     other = VirtualFactory()
     unswapped, unswapped_sink = sources(other)
     deliver(other, frame_edges(bits, 1000.0, lines=(D1, D0)))
-    wait_until(lambda: dropped(unswapped)["parity"] == 1)
+    wait_until(lambda: dropped(unswapped)["parity"] == 1, 3.0)
     assert drain(unswapped_sink) == []
 
 
@@ -283,14 +275,14 @@ def test_bad_frames_are_counted_by_cause_and_never_presented(sources):
     for i, (cause, edges) in enumerate(cases):
         deliver(factory, [(1000.0 + i + t, pin, level) for t, pin, level in edges])
         expected[cause] += 1
-        wait_until(lambda: dropped(source) == expected)
+        wait_until(lambda: dropped(source) == expected, 3.0)
     d1 = factory.pin(D1)  # a rise whose fall never reached the source
     callback, d1.when_changed = d1.when_changed, None
     deliver(factory, [(1100.0, D1, False)])
     d1.when_changed = callback
     deliver(factory, [(1100.00005, D1, True)])
     expected["noise"] += 1
-    wait_until(lambda: dropped(source) == expected)
+    wait_until(lambda: dropped(source) == expected, 3.0)
     deliver(factory, frame_edges(good, 2000.0))  # and the reader still reads
     assert [p.payload for p in drain(sink, 0.3)] == ["W26:005:00555"]
     assert dropped(source) == expected
@@ -300,11 +292,11 @@ def test_a_stuck_line_is_noise_until_it_recovers(sources):
     factory = VirtualFactory()
     source, sink = sources(factory)
     deliver(factory, [(1000.0, D0, False)])  # DATA0 shorted to ground
-    wait_until(lambda: dropped(source)["noise"] == 1)
+    wait_until(lambda: dropped(source)["noise"] == 1, 3.0)
     deliver(factory, frame_edges(FORMATS["H10301"].encode((1, 1)), 1001.0, lines=(D1, D1)))
-    wait_until(lambda: dropped(source)["noise"] == 2)  # every frame meanwhile is noise
+    wait_until(lambda: dropped(source)["noise"] == 2, 3.0)  # every frame meanwhile is noise
     deliver(factory, [(1002.0, D0, True)])  # the short is fixed: its rise is one more
-    wait_until(lambda: dropped(source)["noise"] == 3)
+    wait_until(lambda: dropped(source)["noise"] == 3, 3.0)
     deliver(factory, frame_edges(FORMATS["H10301"].encode((1, 2)), 1003.0))
     assert [p.payload for p in drain(sink, 0.3)] == ["W26:001:00002"]
 
@@ -313,7 +305,7 @@ def test_an_endless_frame_is_bounded_and_counted(sources):
     factory = VirtualFactory()
     source, sink = sources(factory)
     deliver(factory, frame_edges([0, 1] * 700, 1000.0, interval=1e-3))  # 2800 edges, no gap
-    wait_until(lambda: dropped(source)["noise"] == 1)
+    wait_until(lambda: dropped(source)["noise"] == 1, 3.0)
     assert len(source._edges) == 0
     deliver(factory, frame_edges(FORMATS["H10301"].encode((9, 9)), 1010.0))
     assert [p.payload for p in drain(sink, 0.3)] == ["W26:009:00009"]
@@ -332,7 +324,7 @@ def test_random_noise_bursts_are_counted_drops_never_a_crash(sources):
             edges.append((t, pin, not low[pin]))
         edges += [(t + 1e-3 * (k + 1), pin, True) for k, pin in enumerate(p for p in (D0, D1) if low[p])]
         deliver(factory, edges)
-        wait_until(lambda n=i + 1: sum(dropped(source).values()) == n)
+        wait_until(lambda n=i + 1: sum(dropped(source).values()) == n, 3.0)
         good = FORMATS["H10301"].encode((i, 1000 + i))
         deliver(factory, frame_edges(good, 1000.5 + i))
         assert sink.get(timeout=2).payload == card_text("H10301", i, 1000 + i)
@@ -426,7 +418,7 @@ def test_pulse_frame_drives_a_readable_frame(sources):
         pulses = pulse_frame(factory.pin(D0), factory.pin(D1), FORMATS["C1000-35"].encode((321, 654321)))
         if clean(pulses):
             break
-        wait_until(lambda n=attempt + 1: sum(dropped(source).values()) == n)
+        wait_until(lambda n=attempt + 1: sum(dropped(source).values()) == n, 3.0)
     presentation = sink.get(timeout=2)
     assert presentation.payload == "W35:0321:0654321"
     assert len(pulses) == 35
