@@ -144,7 +144,9 @@ class DoorMachine:
         self._levels: dict[str, bool] = dict.fromkeys(INPUTS, False)
         self._known: set[str] = set()  # inputs whose level an edge or a level read established
         self._levels_at = self._now  # the previous level read (or the start)
-        self._permits: deque[list[float]] = deque(maxlen=PERMIT_HISTORY)  # [start, end) intervals
+        # [start, end) intervals. The running release (or fire hold) is always among the
+        # last two: a permit is added only when none runs, or by fire, which ends a release.
+        self._permits: deque[list[float]] = deque(maxlen=PERMIT_HISTORY)
         self._release: list[float] | None = None  # the running release's permit
         self._fire_permit: list[float] | None = None
         self._open_since: float | None = None

@@ -1,7 +1,9 @@
 """Weekly time windows, named schedules, holidays and the site's time zone: the "when" of
 the reader policy (:mod:`reader.gate.policy`, which re-exports these names).
 
-Pure: no clock reads; a time is passed in as the site's local ``datetime``.
+Pure: no clock reads; a time is passed in as the site's local ``datetime``. The one thing
+read is the time zone database, through ``zoneinfo`` (which caches each zone), when a zone
+name is checked or an epoch is turned into the site's wall-clock time.
 
 Decisions:
 
