@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reader.gate.policy_tables import (
@@ -174,7 +174,6 @@ toml_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
 @given(st.dictionaries(st.sampled_from(["readers", "schedules", "holidays", "lockdown", "timezone"]), toml_values))
 def test_the_table_parser_refuses_anything_with_a_value_error_only(data: dict[str, Any]) -> None:
     try:
