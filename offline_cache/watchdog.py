@@ -105,29 +105,25 @@ def watched_pool_classes(watchdog: Watchdog) -> dict[str, type[urllib3.HTTPConne
     """urllib3 pool classes whose connections register each new socket with ``watchdog``
     (set them as a PoolManager's ``pool_classes_by_scheme``)."""
 
-    class Connection(urllib3.connection.HTTPConnection):
+    class Watched:
+        """Mixed in before urllib3's connection class: registers each new socket."""
+
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
+            sock = super()._new_conn()  # type: ignore[misc]
             watchdog.watch(self, sock)
             return sock
 
         def close(self) -> None:
             try:
-                super().close()
+                super().close()  # type: ignore[misc]
             finally:
                 watchdog.forget(self)
 
-    class SecureConnection(urllib3.connection.HTTPSConnection):
-        def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
-            watchdog.watch(self, sock)
-            return sock
+    class Connection(Watched, urllib3.connection.HTTPConnection):
+        pass
 
-        def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                watchdog.forget(self)
+    class SecureConnection(Watched, urllib3.connection.HTTPSConnection):
+        pass
 
     class Pool(urllib3.HTTPConnectionPool):
         ConnectionCls = Connection
