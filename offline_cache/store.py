@@ -6,8 +6,9 @@ journal's tables (offline_cache/journal.py).
 Writers and readers are separate processes: the sync job writes, the daemon reads (and
 appends to the journal). WAL lets them run at once; an update is one ``BEGIN IMMEDIATE``
 transaction, so a reader that reads inside :meth:`Store.reading` sees all of it or none.
-A ``Store`` wraps one connection and belongs to one thread; open another for another
-thread or process.
+A ``Store`` wraps one connection and is used by one thread at a time (the daemon hands its
+store from the starting thread to its worker and back); open another for threads that run at
+once, or for another process.
 """
 
 # Over ~400 lines on purpose: one class over one SQLite schema: every read and every transaction the gate makes
@@ -443,11 +444,16 @@ class Store:
         """Remember a granted pair until ``keep_until`` (iat + window); a later
         ``keep_until`` for the same pair extends it, an earlier one never shortens it."""
         with self.guard() as conn:
-            conn.execute(
-                "INSERT INTO replay (cti, nonce, keep_until) VALUES (?, ?, ?) "
-                "ON CONFLICT (cti, nonce) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
-                (bytes(cti), bytes(nonce), _finite(keep_until, "keep_until")),
-            )
+            self.remember_in(conn, cti, nonce, keep_until)
+
+    @staticmethod
+    def remember_in(conn: sqlite3.Connection, cti: bytes, nonce: bytes, keep_until: float) -> None:
+        """:meth:`replay_remember` inside a transaction the caller holds (the journal's)."""
+        conn.execute(
+            "INSERT INTO replay (cti, nonce, keep_until) VALUES (?, ?, ?) "
+            "ON CONFLICT (cti, nonce) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
+            (bytes(cti), bytes(nonce), _finite(keep_until, "keep_until")),
+        )
 
     def replay_prune(self, now: float) -> int:
         """Forget pairs that can no longer be fresh; return how many."""
