@@ -31,7 +31,8 @@ def configure_lockdown(parser: argparse.ArgumentParser) -> None:
         "refused except those of the [lockdown] groups (the exit button still releases). Journaled with the "
         "caller's uid; kept over a daemon restart until 'off'. Exit 1 when no daemon answers."
     )
-    parser.add_argument("state", choices=("on", "off"), help="on: set a lockdown held by you; off: end yours")
+    parser.add_argument("state", choices=("on", "off"),
+                        help="on: set the command line's lockdown; off: end it, whoever set it")
     parser.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
     parser.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
     parser.set_defaults(func=lockdown_command)

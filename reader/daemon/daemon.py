@@ -208,7 +208,8 @@ class Daemon:
             on = request.get("on")
             if not isinstance(on, bool):
                 raise ValueError('lockdown: "on" must be true or false')
-            return self.pipeline.request("lockdown", on=on, by=f"cli uid {uid}").wait(_REPLY_TIMEOUT_S)
+            # Held as "cli" whoever asks (anyone allowed on the socket can end it); journaled with the uid.
+            return self.pipeline.request("lockdown", on=on, by="cli", who=f"uid {uid}").wait(_REPLY_TIMEOUT_S)
         if cmd == "door":
             action = request.get("action")
             if action == "release":

@@ -353,7 +353,7 @@ class Pipeline:
         now = self.clock.monotonic()
         if action == "lockdown":
             by = str(args["by"])
-            self.apply(self.machine.set_lockdown(bool(args["on"]), by, now))
+            self.apply(self.machine.set_lockdown(bool(args["on"]), by, now), by=args.get("who"))
             self._keep_lockdown()
             self._show_lockdown()
             return {"lockdown": self.machine.lockdown, "by": self.machine.snapshot()["lockdown_by"]}
