@@ -54,6 +54,8 @@ def source_kwargs(reader: ReaderConfig, cls: type, *, gate_id: str, pin_factory:
             raise ConfigError(f"{reader.key}.{key}: unknown key (a {reader.driver} reader takes: "
                               f"{', '.join(sorted(allowed))}, besides name, driver, device and the policy keys)")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in reader.options.items()}
+    for key, value in kwargs.items():
+        _check_kind(f"{reader.key}.{key}", value, params[key].default, str(params[key].annotation))
     if reader.driver == "wiegand":
         kwargs["d0"], kwargs["d1"] = reader.device  # type: ignore[misc]
     else:
@@ -63,6 +65,24 @@ def source_kwargs(reader: ReaderConfig, cls: type, *, gate_id: str, pin_factory:
     if "pin_factory" in taken:
         kwargs["pin_factory"] = pin_factory
     return kwargs
+
+
+def _check_kind(key: str, value: Any, default: Any, annotation: str) -> None:
+    """The value has the kind of the driver's default (a number where it takes a number):
+    a wrong kind is refused here with its key, not deep in the driver as a TypeError."""
+    if default is inspect.Parameter.empty or default is None:
+        return
+    kinds: dict[type, tuple[tuple[type, ...], str]] = {
+        bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+        str: ((str,), "a string"), tuple: ((tuple,), "a list"),
+    }
+    if "float" in annotation and isinstance(default, int) and not isinstance(default, bool):
+        default = float(default)  # ``fps: float = 15``: any number
+    for kind, (accepted, what) in kinds.items():
+        if isinstance(default, kind):
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                raise ConfigError(f"{key}: must be {what} (like {default!r}), not {value!r}")
+            return
 
 
 def build_source(reader: ReaderConfig, sink: Callable[[Presentation], None], *, gate_id: str,
