@@ -36,7 +36,7 @@ def _reader(text: str) -> ReaderConfig:
     ('name = "n"\ndriver = "nfc"\ndevice = "pci:1"\n', "readers[0].device: 'pci:1' is not an nfcpy reader path"),
     ('name = "s"\ndriver = "scanner"\ndevice = "/dev/x"\nparity = "Q"\n', "readers[0].parity: 'Q' is not one of"),
     ('name = "c"\ndriver = "camera"\ndevice = 0\nroi = [1, 2]\n', "readers[0].roi: expected (x, y, width, height)"),
-    ('name = "c"\ndriver = "camera"\ndevice = 0\nfps = "x"\n', "readers[0].fps: must be a number (like 15), not 'x'"),
+    ('name = "c"\ndriver = "camera"\ndevice = 0\nfps = "x"\n', "readers[0].fps: must be a number (like 15.0), not 'x'"),
     ('name = "c"\ndriver = "camera"\ndevice = 0\nloop = 1\n', "readers[0].loop: must be true or false"),
     ('name = "w"\ndriver = "wiegand"\ndevice = [20, 20]\n', "readers[0].device: GPIO 20 is already d0"),
     ('name = "w"\ndriver = "wiegand"\ndevice = [20, 21]\nformats = ["H1"]\n', "readers[0].formats: unknown format"),
