@@ -237,3 +237,16 @@ def test_the_nfc_reader_comes_back_after_each_restart(sim) -> None:
             gate.wait_decisions(round_ + 1)
             assert gate.stop() == 0
     assert [d[1] for d in gate.decisions()] == ["grant"] * 3
+
+
+def test_sigterm_during_a_release_secures_the_door_and_keeps_the_grant(sim) -> None:
+    centre, gate, scanner, _port = sim
+    gate.config.write_text(gate.config.read_text().replace("release_s = 0.6", "release_s = 20"))
+    gate.start()
+    assert wait_for(lambda: _scanner_up(gate), 10.0)
+    scanner.scan(Employee(centre, 13).qr())
+    wait_released(gate, True)
+    assert gate.stop(signal.SIGTERM) == 0
+    door = [(r.reason, r.detail) for r in gate.records("door")]
+    assert door[-2:] == [("relocked", "release ended by shutdown"), ("stopped", "door secured")]
+    assert gate.decisions() == [("scan", "grant", "granted")]

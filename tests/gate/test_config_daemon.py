@@ -137,3 +137,27 @@ def test_a_wrong_daemon_key_is_refused_with_its_key_path(change: tuple[str, str]
 def test_a_wrong_time_zone_names_gate_timezone() -> None:
     with pytest.raises(ConfigError, match="timezone"):
         parse_config(BASE.replace('id = "g1"\n', 'id = "g1"\ntimezone = "Mars/Olympus"\n'))
+
+
+def test_the_shipped_examples_load_with_their_daemon_tables(tmp_path: Path) -> None:
+    """The example's commented daemon block, uncommented, and the simulated gate's config
+    load as they are; the sources they name build (no device is opened)."""
+    from gpiozero.pins.mock import MockFactory
+
+    from reader.daemon.sources import build_source
+    from tests.support import EXAMPLE_CONFIG
+
+    text = EXAMPLE_CONFIG.read_text()
+    block = text[text.index("# ---- gate-reader run"):]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines()
+                            if not line.startswith("# ----"))
+    head = text[:text.index("# ---- gate-reader run")].replace('# group = "hq-lobby"', 'group = "hq-lobby"')
+    factory = MockFactory()
+    try:
+        for config in (parse_config(head + uncommented, tmp_path / "gate.toml"),
+                       parse_config((EXAMPLE_CONFIG.parent / "gate-reader.sim.toml").read_text())):
+            assert config.door is not None and len(config.readers) == 4
+            for reader in config.readers:
+                build_source(reader, lambda p: None, gate_id=config.gate.id, pin_factory=factory)
+    finally:
+        factory.close()
