@@ -24,16 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reader.errors import ControlError
+
+__all__ = ["MAX_REQUEST", "ControlError", "ControlServer", "answers", "peer_uid", "request"]
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
 _CONNECTION_TIMEOUT_S = 5.0
 
 Handler = Callable[[dict[str, Any], int], dict[str, Any]]
-
-
-class ControlError(Exception):
-    """The daemon could not be reached, or answered with an error."""
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -77,7 +77,7 @@ class ControlServer:
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(self.path.lstat().st_mode):
                 raise OSError(f"{self.path} exists and is not a socket: not replaced")
-            if _answers(self.path):
+            if answers(self.path):
                 raise OSError(f"{self.path}: another daemon answers there (two daemons for one gate?)")
             self.path.unlink()  # left by a daemon that died
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -134,7 +134,8 @@ class ControlServer:
                 self.path.unlink()
 
 
-def _answers(path: Path) -> bool:
+def answers(path: Path) -> bool:
+    """Whether something accepts connections at ``path`` (a running daemon)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         try:

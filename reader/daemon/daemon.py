@@ -27,7 +27,7 @@ from drivers.errors import DriverConfigError
 from drivers.pins import make_pin_factory
 from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
-from reader.daemon.control import ControlServer
+from reader.daemon.control import ControlServer, answers
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
 from reader.daemon.sources import SourceSet, build_source
@@ -69,6 +69,9 @@ class Daemon:
     def start(self) -> None:
         config, door_config = self.config, self.config.door
         assert door_config is not None
+        if answers(config.daemon.socket_path):  # before any pin is touched
+            raise ConfigError(f"daemon.runtime_dir: a daemon for this gate already answers at "
+                              f"{config.daemon.socket_path}")
         self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
         state = load_state(self.store, config.gate.trust)
         for problem in state.problems:
@@ -107,7 +110,10 @@ class Daemon:
         pipeline.start()
         self.sources.start()
         self.control = ControlServer(config.daemon.socket_path, self._control)
-        self.control.start()
+        try:
+            self.control.start()
+        except OSError as exc:
+            raise ConfigError(f"daemon.runtime_dir: cannot serve the control socket: {exc}") from None
         self._started = True
         self.notifier.ready(f"{len(config.readers)} readers, door secured")
         log.info("gate %s running: %d readers, control socket %s", config.gate.id, len(config.readers),
@@ -175,6 +181,7 @@ class Daemon:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
+        self.control = self.sources = None
         self.pipeline.stop()
         machine = self.pipeline.machine
         try:
@@ -190,6 +197,16 @@ class Daemon:
         self.notifier.close()
 
     def _close_partial(self) -> None:
+        """Close what was made, in reverse order (also after a start that failed half-way)."""
+        for part in (self.control, self.sources):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:
+                    log.exception("closing %s failed", type(part).__name__)
+        self.control = self.sources = None
+        if self.pipeline is not None:
+            self.pipeline.stop()
         if self.door is not None:
             self.door.close()
         if self.store is not None:

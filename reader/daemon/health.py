@@ -9,6 +9,7 @@ stuck).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -23,7 +24,9 @@ def write_health(store: Store, health: dict[str, Any]) -> bool:
     """Store ``health``; a failure is logged (once per run of failures) and returned, never
     raised: the door must not stop because the health could not be written."""
     try:
-        store.put_json(HEALTH_KEY, health)
+        # A driver's health extras may hold values JSON has no type for (numpy numbers):
+        # shown as text rather than losing the whole health.
+        store.put_json(HEALTH_KEY, json.loads(json.dumps(health, default=str)))
     except (StoreError, ValueError, TypeError) as exc:
         log.warning("cannot write the daemon's health to the cache: %s", exc)
         return False

@@ -358,8 +358,9 @@ class Pipeline:
             self._show_lockdown()
             return {"lockdown": self.machine.lockdown, "by": self.machine.snapshot()["lockdown_by"]}
         if action == "release":
-            self._append([{"time": self.clock.time(), "kind": "system", "reason": "door_diagnostic",
-                           "detail": f"release requested by {args['by']}"}])
+            if not self._append([{"time": self.clock.time(), "kind": "system", "reason": "door_diagnostic",
+                                  "detail": f"release requested by {args['by']}"}]):
+                raise RuntimeError("the journal could not record the release: not carried out")
             self.apply(self.machine.grant(now), recorded=True)
             return {"released": True}
         if action == "indicate":

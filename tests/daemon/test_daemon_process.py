@@ -207,6 +207,9 @@ def test_lockdown_on_and_off_through_the_cli(sim) -> None:
     assert gate.wait_decisions(3)[-1] == ("scan", "grant", "granted")
     door = [(r.reason, r.detail) for r in gate.records("door") if r.reason.startswith("lockdown")]
     assert [reason for reason, _ in door] == ["lockdown_on", "lockdown_off"] and "uid" in door[0][1]
+    # A second daemon for the same gate refuses to start, before it touches a pin.
+    second = gate.gate_reader("run", "--config", str(gate.config), timeout=30)
+    assert second.returncode == 2 and "already answers" in second.stderr
     assert gate.stop() == 0
     assert gate.gate_reader("lockdown", "on", "--config", str(gate.config)).returncode == 1  # nobody answers
 
