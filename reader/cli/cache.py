@@ -214,9 +214,12 @@ def _print_daemon(daemon: dict | None) -> None:
         print(f"daemon: {daemon['error']}")
         return
     door = daemon.get("door") or {}
-    age = "" if daemon.get("origin") == "live" else f", stored {daemon.get('age_s')} s ago" + (
-        " STALE" if daemon.get("stale") else "")
-    print(f"daemon ({daemon.get('origin')}{age}): door {door.get('state')}, lockdown "
+    if daemon.get("origin") == "live":
+        origin = "live"
+    else:
+        origin = ("STOPPED, " if daemon.get("stopped") else "") + f"stored {daemon.get('age_s')} s ago" + (
+            ", STALE" if daemon.get("stale") and not daemon.get("stopped") else "")
+    print(f"daemon ({origin}): door {door.get('state')}, lockdown "
           f"{'ON' if daemon.get('lockdown') else 'off'}, alarms {', '.join(door.get('alarms') or []) or 'none'}, "
           f"policy {daemon.get('policy_origin')}, decisions {daemon.get('decisions')}")
     for name, source in sorted((daemon.get("sources") or {}).items()):

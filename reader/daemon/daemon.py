@@ -28,6 +28,7 @@ from drivers.pins import make_pin_factory
 from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
 from reader.daemon.control import ControlServer, answers
+from reader.daemon.health import write_health
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
 from reader.daemon.sources import SourceSet, build_source
@@ -189,6 +190,8 @@ class Daemon:
                 self.door.secure()
             else:
                 self.pipeline.apply(machine.shutdown(self.clock.monotonic()))
+            if not crashed:  # what status and the heartbeat show from now on: stopped on purpose
+                write_health(self.store, {**self.pipeline.health(), "stopped": True})  # type: ignore[arg-type]
         finally:
             detail = "worker failed" if crashed else "stopped"
             self.pipeline._append([{"time": self.clock.time(), "kind": "system",

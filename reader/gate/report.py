@@ -115,6 +115,8 @@ def daemon_problems(config: Config, daemon: dict[str, Any] | None) -> list[str]:
         return []
     if daemon is None:
         return ["daemon: it never stored its health (is gate-reader.service running?)"]
+    if daemon.get("stopped"):
+        return [f"daemon: stopped at {iso_time(daemon.get('at'))} (not running)"]
     problems = []
     if daemon.get("stale"):
         problems.append(f"daemon: its health is {daemon.get('age_s')} s old (not running, or stuck)")

@@ -16,6 +16,7 @@ import pytest
 
 from drivers.camera_sim import background, centred, code_image, scene, write_png_sequence
 from drivers.nfc_emulator import CardEmulator, GatePassHolder
+from reader.gate.report import iso_time as _iso
 from reader.gatepass.authority import Holder, issue_credential
 from tests.support.centre import URI, Centre, ok
 from tests.support.simgate import Scanner, SimGate, free_udp_port, pulses, wait_released
@@ -101,7 +102,10 @@ def test_grants_from_scanner_nfc_and_camera_drive_the_relay_and_sigterm_leaves_i
         assert kinds[-2:] == [("door", "stopped"), ("system", "daemon_stopped")]
         # Stopped: status falls back to the stored health, marked stale soon after.
         done = gate.gate_reader("status", "--config", str(gate.config), "--json")
-        assert json.loads(done.stdout)["daemon"]["origin"] == "stored"
+        stored = json.loads(done.stdout)
+        assert stored["daemon"]["origin"] == "stored" and stored["daemon"]["stopped"] is True
+        assert [p for p in stored["problems"] if p.startswith(("daemon", "source"))] == [
+            f"daemon: stopped at {stored['daemon']['at'] and _iso(stored['daemon']['at'])} (not running)"]
     finally:
         gate.kill()
         scanner.unplug()

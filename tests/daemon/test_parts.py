@@ -154,3 +154,13 @@ def test_the_control_socket_is_owner_and_group_only_and_answers_one_json_request
     assert not path.exists()
     with pytest.raises(ControlError, match="no daemon is running"):
         request(path, {"cmd": "status"})
+
+
+def test_run_without_a_door_is_a_configuration_error() -> None:
+    from reader.cli import main
+
+    with pytest.raises(ConfigError, match=r"door: gate-reader run needs a \[door\] table"):
+        from reader.daemon.daemon import Daemon
+
+        Daemon(parse_config(BASE))
+    assert main(["lockdown", "on", "--config", "/nonexistent/gate.toml"]) == 2
