@@ -124,6 +124,8 @@ def daemon_problems(config: Config, daemon: dict[str, Any] | None) -> list[str]:
         if isinstance(source, dict) and not source.get("up"):
             problems.append(f"source {name} down since {iso_time(source.get('down_since'))}: "
                             f"{source.get('last_error') or 'no error recorded'}")
+    if daemon.get("policy_problem"):
+        problems.append(f"policy: {daemon['policy_problem']}")
     door = daemon.get("door") or {}
     for alarm in door.get("alarms") or []:
         problems.append(f"door alarm: {alarm}")

@@ -179,3 +179,22 @@ def test_the_health_holds_the_door_the_sources_and_the_counts(gate: Gate) -> Non
     from reader.gate.report import HEALTH_KEY
 
     assert gate.store.get_json(HEALTH_KEY)["decisions"]["deny"] == 1
+
+
+def test_a_reload_takes_the_new_local_policy_and_keeps_the_centres_over_it(gate: Gate) -> None:
+    """SIGHUP: the config's policy read again (here: cam-a admits only nfc from now on), the
+    centre's stored policy laid over it again."""
+    from reader.gate.config import parse_config
+
+    code = gate.qr(gate.credential(groups=["staff"]))
+    edited = parse_config(f'[gate]\nid = "g"\ntimezone = "UTC"\n[cache]\npath = "{gate.store.path}"\n'
+                          '[[readers]]\nname = "cam-a"\ndriver = "camera"\ndevice = 0\nkinds = ["qr"]\n'
+                          'groups = ["cleaning"]\n[[readers]]\nname = "cam-b"\ndriver = "camera"\ndevice = 1\n')
+    gate.pipeline.run_request("reload", {"site": edited.site})
+    assert gate.show("cam-a", code).reason == "not_authorized"
+    gate.publish(policy=b'[readers.cam-a]\ngroups = ["staff"]\n')
+    gate.pipeline.service()
+    assert gate.pipeline.site.readers["cam-a"].groups == frozenset({"staff"})
+    gate.pipeline.run_request("reload", {"site": edited.site})  # the centre's stays over the new local one
+    assert gate.pipeline.site.origin == "central policy/hq.toml over local"
+    assert gate.show("cam-a", code).granted
