@@ -133,9 +133,17 @@ class Daemon:
     def run(self) -> int:
         """Until SIGTERM/SIGINT (0) or a worker failure (1); SIGHUP reloads the policy."""
         assert self.pipeline is not None
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        handlers = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.request_reload))}
+        try:
+            return self._run()
+        finally:
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous)
+
+    def _run(self) -> int:
+        assert self.pipeline is not None
         while not self._stopping:
             self._wake.wait(0.2)
             self._wake.clear()

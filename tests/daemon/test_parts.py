@@ -164,3 +164,34 @@ def test_run_without_a_door_is_a_configuration_error() -> None:
 
         Daemon(parse_config(BASE))
     assert main(["lockdown", "on", "--config", "/nonexistent/gate.toml"]) == 2
+
+
+def test_a_worker_that_fails_secures_the_door_and_exits_non_zero(tmp_path: Path) -> None:
+    """A bug in the decision worker: it stops (and with it the watchdog pings), the daemon
+    secures the door, journals the failure and exits 1 for systemd to restart it."""
+    from drivers.base import Presentation
+    from offline_cache.journal import Journal
+    from offline_cache.store import Store
+    from reader.daemon.daemon import Daemon
+
+    config = parse_config(f'[gate]\nid = "g"\n[cache]\npath = "{tmp_path / "c.db"}"\n[door]\npin_factory = "mock"\n'
+                          f'release_s = 30\n[daemon]\nruntime_dir = "{tmp_path / "run"}"\n')
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert daemon.pipeline is not None and daemon.door is not None
+        daemon.pipeline.request("release", by="test").wait(3.0)
+        assert daemon.door.state().released
+
+        def bug(presentation: Presentation) -> None:
+            raise RuntimeError("a bug")
+
+        daemon.pipeline.handle_presentation = bug  # type: ignore[method-assign]
+        daemon.pipeline.submit_presentation(Presentation("x", "qr", "GP1:", time.monotonic()))
+        assert daemon.run() == 1
+        assert daemon.door.state().released is False
+    finally:
+        daemon.stop()
+    with Store.open(tmp_path / "c.db", readonly=True) as store:
+        reasons = [r.reason for r, _ok in Journal(store).records()]
+    assert reasons[-1] == "daemon_crashed"
