@@ -68,6 +68,10 @@ class SourceBase:
         self._health = SourceHealth(down_since=time.time())
         self._lock = threading.Lock()
         self._closed = False
+        # The loop's heartbeat (time.monotonic()): set at every turn of the loop, and ahead by
+        # the backoff while it waits to reconnect, so a supervisor tells a loop that stopped
+        # turning (a driver call that never returns) from one that waits on purpose.
+        self._beat = time.monotonic()
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -121,6 +125,11 @@ class SourceBase:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def loop_beat(self) -> float:
+        """When the loop last showed progress (``time.monotonic()``; in the future while it
+        waits out a reconnect backoff). A loop silent for longer than its limit is stuck."""
+        return self._beat
+
     # -- for subclasses --------------------------------------------------------------------
 
     def _emit(self, kind: PresentationKind, payload: str | bytes, challenge: bytes | None = None) -> None:
@@ -164,11 +173,13 @@ class SourceBase:
     def _run(self) -> None:
         delay = self.backoff_s[0]
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             try:
                 self._open_device()
             except Exception as exc:
                 self._mark(False, f"open: {exc}")
                 log.warning("source %s: cannot open device (%s); retrying in %.1f s", self.name, exc, delay)
+                self._beat = time.monotonic() + delay
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 continue
@@ -177,6 +188,7 @@ class SourceBase:
             delay = self.backoff_s[0]
             try:
                 while not self._stop.is_set():
+                    self._beat = time.monotonic()
                     self._read_once()
             except Exception as exc:
                 self._mark(False, f"read: {exc}")

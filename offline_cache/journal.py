@@ -54,7 +54,7 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -198,17 +198,23 @@ class Journal:
         credential_hash: str | None = None,
         detail: str | None = None,
     ) -> int:
-        """Append one record and commit it (durable when this returns); return its seq.
-        Call it after the door was driven: it waits for an fsync."""
+        """Append one record and commit it (durable when this returns: it waits for an
+        fsync); return its seq. The daemon appends a grant BEFORE it releases the door, so
+        a crash never leaves a release without its record."""
         return self.append_many(
             [{"time": time, "kind": kind, "reader": reader, "decision": decision, "reason": reason,
               "subject": subject, "credential_hash": credential_hash, "detail": detail}]
         )[0]  # fmt: skip
 
-    def append_many(self, records: list[dict[str, Any]]) -> list[int]:
-        """Append records in order in one transaction (one fsync); return their seqs."""
+    def append_many(self, records: list[dict[str, Any]],
+                    also: Callable[[sqlite3.Connection], None] | None = None) -> list[int]:
+        """Append records in order in one transaction (one fsync); return their seqs.
+        ``also`` writes more in the same transaction, before the records (the daemon's
+        replay memory with its grant: both or neither survive a crash)."""
         items = [self._validated(record) for record in records]
         with self._store.writing() as conn:
+            if also is not None:
+                also(conn)
             return self._insert(conn, items)
 
     def _validated(self, record: Mapping[str, Any], *, internal: bool = False) -> dict[str, Any]:

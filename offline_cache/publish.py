@@ -65,16 +65,20 @@ _FIXED_TARGETS = frozenset({"trust/issuers.pem", "legacy/cards.cwt"})
 # status/<name>.cwt: one path segment, no leading dot, a conservative character set, so a
 # name is the same on every file system and web server and cannot climb out of targets/.
 _STATUS_RE = re.compile(r"status/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.cwt")
+# policy/<gate group>.toml: the centre's reader policy for a group of gates (same rules).
+_POLICY_RE = re.compile(r"policy/[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}\.toml")
 
 
 def validate_target_path(path: str) -> str:
-    """Return ``path`` if it is one of the three kinds spec section 5 allows, else raise
-    ValueError. Gates only look for these, so anything else is a publisher mistake."""
+    """Return ``path`` if it is one of the three kinds spec section 5 allows or a gate
+    group's policy, else raise ValueError. Gates only look for these, so anything else is a
+    publisher mistake."""
     if not isinstance(path, str) or ".." in path or path.startswith("/") or "\\" in path:
         raise ValueError(f"bad target path {path!r}: must be relative, without '..'")
-    if path in _FIXED_TARGETS or _STATUS_RE.fullmatch(path):
+    if path in _FIXED_TARGETS or _STATUS_RE.fullmatch(path) or _POLICY_RE.fullmatch(path):
         return path
-    raise ValueError(f"bad target path {path!r}: expected trust/issuers.pem, status/<name>.cwt or legacy/cards.cwt")
+    raise ValueError(f"bad target path {path!r}: expected trust/issuers.pem, status/<name>.cwt, legacy/cards.cwt "
+                     "or policy/<group>.toml")
 
 
 def _utc(now: datetime | None) -> datetime:

@@ -258,7 +258,10 @@ def _unusable_or(exc: sqlite3.Error, message: str) -> StoreError:
 def _open(path: Path, uri: str) -> sqlite3.Connection:
     # mode=rw: sqlite3 never creates the file behind our back (a typo in a path must fail).
     try:
-        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        # check_same_thread=False: a store is used by one thread at a time, but not always the
+        # same one (the daemon opens it at start, its worker uses it, the main thread closes it).
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
     except sqlite3.Error as exc:
         raise _unusable_or(exc, f"cache database {path} cannot be opened: {exc}") from None
 

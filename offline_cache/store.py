@@ -6,8 +6,9 @@ journal's tables (offline_cache/journal.py).
 Writers and readers are separate processes: the sync job writes, the daemon reads (and
 appends to the journal). WAL lets them run at once; an update is one ``BEGIN IMMEDIATE``
 transaction, so a reader that reads inside :meth:`Store.reading` sees all of it or none.
-A ``Store`` wraps one connection and belongs to one thread; open another for another
-thread or process.
+A ``Store`` wraps one connection and is used by one thread at a time (the daemon hands its
+store from the starting thread to its worker and back); open another for threads that run at
+once, or for another process.
 """
 
 # Over ~400 lines on purpose: one class over one SQLite schema: every read and every transaction the gate makes
@@ -66,6 +67,9 @@ class SyncUpdate:
     time_floor: float | None
     at: float
     ignored: Sequence[tuple[str, str]] = ()
+    # The centre's policy for the gate's group, verified by the caller: (target, bytes);
+    # None means "no change" (the held one stays, as a list not offered does).
+    policy: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -296,10 +300,19 @@ class Store:
                         (TRUST_NAME, pem, sha, at),
                     )
                     trust_changed = True
+            policy_written: str | None = None
+            if update.policy is not None:
+                target, raw = update.policy
+                held = _json_meta(conn, "central_policy", None)
+                if not isinstance(held, dict) or held.get("sha256") != _sha256(bytes(raw)):
+                    value = {"target": str(target), "sha256": _sha256(bytes(raw)),
+                             "toml": bytes(raw).decode("utf-8"), "stored_at": at}
+                    _set_meta(conn, "central_policy", json.dumps(value, ensure_ascii=False))
+                    policy_written = str(target)
             if update.time_floor is not None:
                 self._raise_floor(conn, _finite(update.time_floor, "time_floor"), "sync")
             generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            if plan or trust_changed:
+            if plan or trust_changed or policy_written:
                 generation += 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
             ignored = [{"target": str(target), "reason": str(reason)} for target, reason in update.ignored]
@@ -312,6 +325,8 @@ class Store:
                 (at, at, *(int(version) for version in update.tuf_versions.values())),
             )
         written = [uri for _table, uri, *_rest in plan]
+        if policy_written is not None:
+            written.append(policy_written)
         if written or trust_changed:
             log.info("cache %s: generation %s: wrote %s, trust %s", self.path, generation, written, trust_changed)
         return ApplyResult(written, unchanged, trust_changed, generation)
@@ -379,6 +394,20 @@ class Store:
                                      "('upload_last_attempt', 'upload_last_success', 'upload_last_error')"))
         return {key: rows.get(f"upload_{key}") for key in ("last_attempt", "last_success", "last_error")}
 
+    # -- small JSON values: the daemon's health, its lockdown, the centre's policy ------
+
+    def put_json(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON) under ``key`` in ``meta``, in its own transaction."""
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        with self.writing() as conn:
+            _set_meta(conn, key, text)
+
+    def get_json(self, key: str, default: Any = None) -> Any:
+        """The JSON value under ``key`` (``default`` when absent; None when it does not
+        parse: the caller says it cannot be read)."""
+        with self.guard() as conn:
+            return _json_meta(conn, key, default)
+
     # -- trusted time (spec 6) -------------------------------------------------------
 
     def time_floor(self) -> float | None:
@@ -415,11 +444,16 @@ class Store:
         """Remember a granted pair until ``keep_until`` (iat + window); a later
         ``keep_until`` for the same pair extends it, an earlier one never shortens it."""
         with self.guard() as conn:
-            conn.execute(
-                "INSERT INTO replay (cti, nonce, keep_until) VALUES (?, ?, ?) "
-                "ON CONFLICT (cti, nonce) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
-                (bytes(cti), bytes(nonce), _finite(keep_until, "keep_until")),
-            )
+            self.remember_in(conn, cti, nonce, keep_until)
+
+    @staticmethod
+    def remember_in(conn: sqlite3.Connection, cti: bytes, nonce: bytes, keep_until: float) -> None:
+        """:meth:`replay_remember` inside a transaction the caller holds (the journal's)."""
+        conn.execute(
+            "INSERT INTO replay (cti, nonce, keep_until) VALUES (?, ?, ?) "
+            "ON CONFLICT (cti, nonce) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
+            (bytes(cti), bytes(nonce), _finite(keep_until, "keep_until")),
+        )
 
     def replay_prune(self, now: float) -> int:
         """Forget pairs that can no longer be fresh; return how many."""

@@ -51,6 +51,7 @@ class FetchedTargets:
     versions: dict[str, int]  # root, timestamp, snapshot, targets after the refresh
     downloaded: list[str]  # target paths fetched over the network this time (others came from the cache)
     sha256: dict[str, str]  # path -> hex, every target above
+    policy: bytes | None = None  # the centre's policy/<group>.toml, when asked for and published
 
 
 class _FetchFailed(exceptions.DownloadError):
@@ -176,9 +177,15 @@ class _DeadlineFetcher(Urllib3Fetcher):
             response.release_conn()
 
 
-def _wanted(path: str) -> bool:
-    """The targets a gate uses (spec section 5); anything else in targets.json is ignored."""
-    if path in (TRUST_TARGET, LEGACY_TARGET):
+def policy_target(group: str) -> str:
+    """The target path of a gate group's policy."""
+    return f"policy/{group}.toml"
+
+
+def _wanted(path: str, policy: str | None = None) -> bool:
+    """The targets a gate uses (spec section 5, and its group's policy when it names one);
+    anything else in targets.json is ignored."""
+    if path in (TRUST_TARGET, LEGACY_TARGET) or (policy is not None and path == policy):
         return True
     name = path.removeprefix("status/")
     return name != path and name.endswith(".cwt") and "/" not in name and len(name) > len(".cwt")
@@ -193,13 +200,15 @@ def fetch_targets(
     timeout_s: float = 10.0,
     total_timeout_s: float = 60.0,
     max_target_bytes: int = 64 << 20,
+    policy: str | None = None,
 ) -> FetchedTargets:
     """Refresh the TUF metadata against the pinned ``root`` and return the verified targets.
 
     Unchanged targets come from ``cache_dir/tuf/targets`` (ngclient checks them against the
     new targets.json), so a sync when nothing changed makes only TUF's metadata requests.
     Raises SyncError(check, one-line message) on any failure; the TUF cache then still holds
-    the last verified state (ngclient persists a metadata file only after verifying it)."""
+    the last verified state (ngclient persists a metadata file only after verifying it).
+    ``policy`` names one more target to fetch when published (``policy/<group>.toml``)."""
     tuf_dir = Path(cache_dir) / "tuf"
     metadata_dir, target_dir = tuf_dir / "metadata", tuf_dir / "targets"
     try:
@@ -210,14 +219,15 @@ def fetch_targets(
 
     fetcher = _DeadlineFetcher(timeout_s, total_timeout_s)
     try:
-        return _refresh_and_fetch(fetcher, metadata_url, targets_url, root, metadata_dir, target_dir, max_target_bytes)
+        return _refresh_and_fetch(fetcher, metadata_url, targets_url, root, metadata_dir, target_dir, max_target_bytes,
+                                  policy)
     finally:
         fetcher.close()  # the watchdog's timer and socket duplicates end with the sync
 
 
 def _refresh_and_fetch(
     fetcher: _DeadlineFetcher, metadata_url: str, targets_url: str, root: bytes,
-    metadata_dir: Path, target_dir: Path, max_target_bytes: int,
+    metadata_dir: Path, target_dir: Path, max_target_bytes: int, policy: str | None = None,
 ) -> FetchedTargets:  # fmt: skip
     try:
         updater = Updater(
@@ -244,7 +254,7 @@ def _refresh_and_fetch(
         targets_md = Metadata[Targets].from_file(str(metadata_dir / "targets.json"))
         versions[Targets.type] = targets_md.signed.version
         stage = "target"
-        for current in sorted(p for p in targets_md.signed.targets if _wanted(p)):
+        for current in sorted(p for p in targets_md.signed.targets if _wanted(p, policy)):
             info = updater.get_targetinfo(current)
             if info is None:  # cannot happen: the path came from the verified targets.json
                 raise SyncError("bad metadata", f"{current} is in targets.json but ngclient cannot find it")
@@ -273,6 +283,7 @@ def _refresh_and_fetch(
         versions=versions,
         downloaded=downloaded,
         sha256={p: hashlib.sha256(b).hexdigest() for p, b in contents.items()},
+        policy=contents.get(policy) if policy is not None else None,
     )
     logger.info(
         "TUF sync: timestamp v%s snapshot v%s targets v%s, %s targets, downloaded %s",

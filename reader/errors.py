@@ -11,6 +11,7 @@ Each package that may not import another has its own root (``drivers`` and
     GateReaderError                 reader.errors: the application (config, commands)
     +-- ConfigError (ValueError)      a wrong setting, option or file a setting names
     +-- CommandFailed                 a command's own failure, with its exit status
+    +-- ControlError (ConnectionError)  the running daemon cannot be reached, or refused
 
     GatePassError (ValueError)      reader.gatepass.errors: the credential core
     +-- CborError                     not one well-formed CBOR item within the limits
@@ -63,3 +64,10 @@ class CommandFailed(GateReaderError):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ControlError(GateReaderError, ConnectionError):
+    """The running daemon's control socket (``reader.daemon.control``) could not be used: no
+    daemon runs (no socket, nothing answers), the socket is not the caller's to use
+    (permission), the daemon did not answer in time or answered what is not JSON, or it
+    refused the request (its message)."""

@@ -64,6 +64,8 @@ COMMANDS: dict[str, Command] = {
                       _CACHE),
     "authority": Command("test issuer and holder: keys, credentials, QR/NFC presentations, lists",
                          "reader.cli.authority:configure", (AuthorityError, ValueError, OSError)),
+    "run": Command("run the gate daemon: readers, decisions, door", "reader.cli.run:configure_run", _CACHE),
+    "lockdown": Command("set or end a lockdown through the running daemon", "reader.cli.run:configure_lockdown"),
     "bench": Command("measure speed figures and print them", "reader.cli.bench:configure"),
 }
 

@@ -159,6 +159,8 @@ def run_status_command(args: argparse.Namespace) -> int:
     config = _config(args)
     with open_readonly(config) as store:
         report = status_report(config, store)
+    if config.door is not None:
+        _live_daemon(config, report)
     code = 1 if report["problems"] else 0
     if args.json:
         print(json.dumps(report))
@@ -182,6 +184,46 @@ def run_status_command(args: argparse.Namespace) -> int:
     if upload["configured"]:
         print(f"last upload: attempt {upload['last_attempt']}, success {upload['last_success']}"
               + (f", oldest unsent {upload['oldest_unsent']}" if upload["oldest_unsent"] else ""))
+    _print_daemon(report["daemon"])
     for problem in report["problems"]:
         print(f"problem: {problem}")
     return code
+
+
+def _live_daemon(config: Config, report: dict) -> None:
+    """The running daemon's health through its control socket, in place of the stored one
+    (which stays the answer when no daemon answers: marked stale when old)."""
+    from reader.daemon.control import ControlError, request
+    from reader.gate.report import daemon_problems
+
+    try:
+        live = request(config.daemon.socket_path, {"cmd": "status"}, timeout=3.0)["daemon"]
+    except ControlError as exc:
+        if report["daemon"] is not None:
+            report["daemon"]["unreachable"] = str(exc)
+        return
+    stored = set(daemon_problems(config, report["daemon"]))
+    report["problems"] = [p for p in report["problems"] if p not in stored] + daemon_problems(config, live)
+    report["daemon"] = live
+
+
+def _print_daemon(daemon: dict | None) -> None:
+    if daemon is None:
+        return
+    if daemon.get("error"):
+        print(f"daemon: {daemon['error']}")
+        return
+    door = daemon.get("door") or {}
+    if daemon.get("origin") == "live":
+        origin = "live"
+    else:
+        origin = ("STOPPED, " if daemon.get("stopped") else "") + f"stored {daemon.get('age_s')} s ago" + (
+            ", STALE" if daemon.get("stale") and not daemon.get("stopped") else "")
+    print(f"daemon ({origin}): door {door.get('state')}, lockdown "
+          f"{'ON' if daemon.get('lockdown') else 'off'}, alarms {', '.join(door.get('alarms') or []) or 'none'}, "
+          f"policy {daemon.get('policy_origin')}, decisions {daemon.get('decisions')}")
+    for name, source in sorted((daemon.get("sources") or {}).items()):
+        state = "up" if source.get("up") else "DOWN"
+        print(f"source {name} ({source.get('driver')}): {state}, {source.get('reads')} reads, "
+              f"{source.get('restarts')} restarts" + (f", last error: {source['last_error']}"
+                                                      if source.get("last_error") else ""))

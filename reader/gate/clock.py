@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import time
+from typing import Protocol
 
 from reader.gatepass.verdict import Clock
 
@@ -42,3 +44,25 @@ def system_clock_synchronised() -> bool | None:
         log.debug("adjtimex failed (errno %s)", ctypes.get_errno())
         return None
     return state != _TIME_ERROR
+
+
+class TimeSource(Protocol):
+    """The one injectable clock of the daemon: ``monotonic()`` for timers, the door and
+    latencies, ``time()`` (epoch seconds) for decisions and the journal. Tests pass a fake
+    they move."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class SystemTime:
+    """The real clocks."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def time() -> float:
+        return time.time()

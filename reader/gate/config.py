@@ -13,21 +13,24 @@ installed, and ``status`` works with a sync root that went missing.
 
 from __future__ import annotations
 
-import math
+import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from reader.errors import ConfigError
+from reader.gate.config_door import DoorConfig, parse_door
+from reader.gate.config_readers import ReaderConfig, parse_readers, site_policy
+from reader.gate.config_table import MAX_NUMBER, Table, optional
+from reader.gate.policy import SitePolicy
+from reader.gate.schedules import check_name
 from reader.gatepass.files import read_limited
 from reader.gatepass.verdict import Policy
 
+__all__ = ["MAX_NUMBER", "Config", "DaemonConfig", "DoorConfig", "ReaderConfig", "load_config", "parse_config"]
+
 MAX_CONFIG_BYTES = 1 << 20
-# The largest number a config key takes (seconds, counts): ~31 years of seconds, far above any
-# sane value and far below where float arithmetic on epoch times loses whole seconds.
-MAX_NUMBER = 1e9
+DEFAULT_RUNTIME_DIR = Path("/run/gate-reader")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class GateConfig:
     # Issuer certificates installed with the gate: used until a sync has stored the
     # repository's trust/issuers.pem (a gate that starts empty can still check signatures).
     trust: Path | None = None
+    # The gate group: the centre's signed policy for it is the TUF target policy/<group>.toml.
+    group: str | None = None
+    timezone: str | None = None  # the site's wall clock for schedules (IANA name); else the system's
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class PolicyConfig:
     future_skew_s: float = 5.0
     skew_s: float = 300.0
     prefixes: tuple[str, ...] = ("GP1:",)
+    passback: str = "hard"  # anti-passback between paired readers: "hard" refuses, "soft" warns
+    passback_reset_s: float = 12 * 3600.0
 
     def policy(self) -> Policy:
         return Policy(
@@ -97,6 +105,25 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    """``[daemon]``: how ``gate-reader run`` runs (the one-shot jobs ignore it)."""
+
+    runtime_dir: Path = DEFAULT_RUNTIME_DIR  # the control socket; $RUNTIME_DIRECTORY wins when systemd sets it
+    health_interval_s: float = 5.0  # how often the live health is written to the store
+    level_poll_s: float = 1.0  # how often the door inputs are read by level (a missed edge heals)
+    queue_size: int = 64  # presentations waiting for the decision worker; past it they are dropped
+    source_stall_s: float = 10.0  # a source loop silent this long is restarted
+
+    def control_dir(self) -> Path:
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        return Path(runtime) if runtime else self.runtime_dir
+
+    @property
+    def socket_path(self) -> Path:
+        return self.control_dir() / "control.sock"
+
+
+@dataclass(frozen=True)
 class Config:
     gate: GateConfig
     cache: CacheConfig
@@ -104,117 +131,28 @@ class Config:
     sync: SyncConfig | None = None
     upload: UploadConfig | None = None
     source: Path | None = None
+    door: DoorConfig | None = None  # what ``gate-reader run`` drives; the one-shot jobs need none
+    readers: tuple[ReaderConfig, ...] = ()
+    site: SitePolicy = field(default_factory=SitePolicy)  # the local reader policy
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
 
-class _Table:
-    """One TOML table being read: typed getters that name the key path on error, and a
-    final check that no key was left unread."""
-
-    def __init__(self, data: Any, path: str, base: Path) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: must be a table")
-        self.data = data
-        self.path = path
-        self.base = base
-        self.read: set[str] = set()
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def _get(self, key: str, required: bool) -> Any:
-        self.read.add(key)
-        if key not in self.data:
-            if required:
-                raise ConfigError(f"{self.name(key)}: missing")
-            return None
-        return self.data[key]
-
-    def _check(self, key: str, value: Any, ok: bool, what: str) -> Any:
-        if not ok:
-            raise ConfigError(f"{self.name(key)}: must be {what}, not {value!r}")
-        return value
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
-        value = self._get(key, required)
-        if value is None:
-            return default
-        return self._check(key, value, isinstance(value, str) and value.strip() != "", "a non-empty string")
-
-    def number(self, key: str, default: float, *, minimum: float = 0.0, inclusive: bool = False,
-               integer: bool = False) -> Any:
-        """A finite number above ``minimum`` (or at it, when ``inclusive``) and at most
-        MAX_NUMBER: NaN, infinity and 1e999 (TOML reads all three) would reach the clock
-        and the policy unchecked, and ``inf`` seconds of freshness window is no window."""
-        value = self._get(key, False)
-        if value is None:
-            return default
-        kinds = (int,) if integer else (int, float)
-        ok = (isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-              and (value >= minimum if inclusive else value > minimum) and value <= MAX_NUMBER)
-        bound = f"{'at least' if inclusive else 'above'} {minimum:g} and at most {MAX_NUMBER:g}"
-        return self._check(key, value, ok, f"{'an integer' if integer else 'a finite number'} {bound}")
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._get(key, False)
-        if value is None:
-            return default
-        return self._check(key, value, isinstance(value, bool), "true or false")
-
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self._get(key, False)
-        if value is None:
-            return default
-        return self._check(key, value, value in choices, " or ".join(f'"{c}"' for c in choices))
-
-    def url(self, key: str, *, required: bool = True) -> str | None:
-        value = self.text(key, required=required)
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ConfigError(f"{self.name(key)}: must be an http(s) URL, not {value!r}")
-        return value
-
-    def file(self, key: str, *, required: bool = False, default: Path | None = None) -> Any:
-        """A path, made absolute from the config's directory. Not opened here: the command
-        that uses the file reads it and names this key if it cannot."""
-        value = self.text(key, required=required)
-        if value is None:
-            return default
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.base / path
-
-    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self._get(key, False)
-        if value is None:
-            return default
-        ok = isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
-        return tuple(self._check(key, value, ok, "a non-empty list of non-empty strings"))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.read)
-        if unknown:
-            known = ", ".join(sorted(self.read))
-            raise ConfigError(f"{self.name(unknown[0])}: unknown key (known keys: {known})")
-
-
-def _optional(root: _Table, name: str, reader: Callable[[_Table], Any]) -> Any:
-    root.read.add(name)
-    if name not in root.data:
-        return None
-    table = _Table(root.data[name], name, root.base)
-    value = reader(table)
-    table.done()
-    return value
-
-
-def _gate(table: _Table, cache_path: Path) -> GateConfig:
+def _gate(table: Table, cache_path: Path) -> GateConfig:
     gate_id = table.text("id", required=True)
     assert gate_id is not None
     if len(gate_id) > 64 or not all(c.isalnum() or c in "-_." for c in gate_id):
         raise ConfigError(f"gate.id: letters, digits, '-', '_' and '.' only, at most 64, not {gate_id!r}")
     key = table.file("key", default=cache_path.parent / "gate.key")
-    return GateConfig(gate_id, key, table.file("trust"))
+    group = table.text("group")
+    if group is not None:
+        try:
+            check_name(group, "a gate group")
+        except ValueError as exc:
+            raise ConfigError(f"gate.group: {exc}") from None
+    return GateConfig(gate_id, key, table.file("trust"), group, table.text("timezone"))
 
 
-def _sync(table: _Table) -> SyncConfig:
+def _sync(table: Table) -> SyncConfig:
     return SyncConfig(
         metadata_url=table.url("metadata_url"),  # type: ignore[arg-type]
         targets_url=table.url("targets_url"),  # type: ignore[arg-type]
@@ -225,7 +163,7 @@ def _sync(table: _Table) -> SyncConfig:
     )
 
 
-def _upload(table: _Table) -> UploadConfig:
+def _upload(table: Table) -> UploadConfig:
     config = UploadConfig(
         url=table.url("url"),  # type: ignore[arg-type]
         ca=table.file("ca"),
@@ -245,7 +183,7 @@ def _upload(table: _Table) -> UploadConfig:
     return config
 
 
-def _policy(table: _Table) -> PolicyConfig:
+def _policy(table: Table) -> PolicyConfig:
     return PolicyConfig(
         max_age_s=table.number("max_age_s", 86_400.0),
         on_stale=table.choice("on_stale", "deny", ("deny", "allow")),
@@ -255,6 +193,18 @@ def _policy(table: _Table) -> PolicyConfig:
         future_skew_s=table.number("future_skew_s", 5.0, inclusive=True),
         skew_s=table.number("skew_s", 300.0, inclusive=True),
         prefixes=table.strings("prefixes", ("GP1:",)),
+        passback=table.choice("passback", "hard", ("hard", "soft")),
+        passback_reset_s=table.number("passback_reset_s", 12 * 3600.0),
+    )
+
+
+def _daemon(table: Table) -> DaemonConfig:
+    return DaemonConfig(
+        runtime_dir=table.file("runtime_dir", default=DEFAULT_RUNTIME_DIR),
+        health_interval_s=table.number("health_interval_s", 5.0),
+        level_poll_s=table.number("level_poll_s", 1.0),
+        queue_size=table.number("queue_size", 64, minimum=1, inclusive=True, integer=True),
+        source_stall_s=table.number("source_stall_s", 10.0),
     )
 
 
@@ -266,26 +216,37 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     base = source.parent if source else Path.cwd()
-    root = _Table(data, "", base)
+    root = Table(data, "", base)
     cache_table = root._get("cache", True)
-    cache = _Table(cache_table, "cache", base)
+    cache = Table(cache_table, "cache", base)
     cache_path = cache.file("path", required=True)
     cache_config = CacheConfig(cache_path, cache.flag("start_empty", False))
     cache.done()
-    gate = _Table(root._get("gate", True), "gate", base)
+    gate = Table(root._get("gate", True), "gate", base)
     gate_config = _gate(gate, cache_path)
     gate.done()
+    policy = optional(root, "policy", _policy) or PolicyConfig()
+    readers, rules, local = parse_readers(root.raw("readers"))
+    tables = {name: root.raw(name) for name in ("schedules", "holidays", "lockdown")}
+    tables["timezone"] = gate_config.timezone
+    site = site_policy(readers, rules, local, tables, static_default=policy.static_passes,
+                       legacy_default=policy.legacy_cards, passback=policy.passback,
+                       passback_reset_s=policy.passback_reset_s, where=where)
     config = Config(
         gate=gate_config,
         cache=cache_config,
-        policy=_optional(root, "policy", _policy) or PolicyConfig(),
-        sync=_optional(root, "sync", _sync),
-        upload=_optional(root, "upload", _upload),
+        policy=policy,
+        sync=optional(root, "sync", _sync),
+        upload=optional(root, "upload", _upload),
         source=source,
+        door=optional(root, "door", parse_door),
+        readers=tuple(readers),
+        site=site,
+        daemon=optional(root, "daemon", _daemon) or DaemonConfig(),
     )
     unknown = sorted(set(data) - root.read)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown table (known: cache, gate, policy, sync, upload)")
+        raise ConfigError(f"{unknown[0]}: unknown table (known: {', '.join(sorted(root.read))})")
     return config
 
 

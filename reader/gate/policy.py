@@ -207,7 +207,7 @@ def gatepass_policy(base: Policy, reader: ReaderPolicy) -> Policy:
 def _refuse(decision: Decision, detail: str) -> Decision:
     return Decision(
         False, "not_authorized", dict(decision.checks), decision.subject, decision.issuer, decision.kid,
-        decision.assurance, decision.credential_id, detail, decision.warnings,
+        decision.assurance, decision.credential_id, detail, decision.warnings, decision.groups,
     )
 
 

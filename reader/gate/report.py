@@ -25,6 +25,10 @@ BACKLOG_CAP_SHARE = 0.9
 # (at least ten minutes) is not a slow server any more.
 SYNC_SILENCE_PERIODS = 10
 SYNC_SILENCE_MIN_S = 600.0
+#: the meta key of the running daemon's health (reader.daemon.health writes it)
+HEALTH_KEY = "daemon_health"
+#: stored health older than this many of its intervals is stale: the daemon is not running, or stuck
+HEALTH_STALE_INTERVALS = 3
 
 
 def iso_time(t: Any) -> str | None:
@@ -71,6 +75,8 @@ def status_report(config: Config, store: Store, now: float | None = None) -> dic
     oldest = journal.unsent(1)
     oldest_unsent = oldest[0].time if oldest else None
     problems += _upload_problems(config, upload_state, counts["unsent"], oldest_unsent, now)
+    daemon = daemon_health(config, store, now)
+    problems += daemon_problems(config, daemon)
     return {
         "gate": config.gate.id,
         "cache": str(config.cache.path),
@@ -85,8 +91,45 @@ def status_report(config: Config, store: Store, now: float | None = None) -> dic
         "upload": {"configured": config.upload is not None, "last_attempt": iso_time(upload_state["last_attempt"]),
                    "last_success": iso_time(upload_state["last_success"]), "last_error": upload_state["last_error"],
                    "oldest_unsent": iso_time(oldest_unsent)},
+        "daemon": daemon,
         "problems": problems,
     }
+
+
+def daemon_health(config: Config, store: Store, now: float) -> dict[str, Any] | None:
+    """The health the running daemon last stored, with ``age_s`` and ``stale`` (older than
+    three of its intervals); None when no daemon ever stored one."""
+    health = store.get_json(HEALTH_KEY)
+    if health is None:
+        return None
+    if not isinstance(health, dict) or not isinstance(health.get("at"), int | float):
+        return {"stale": True, "age_s": None, "error": "the stored daemon health is unreadable"}
+    age = now - health["at"]
+    stale = not -60 <= age <= HEALTH_STALE_INTERVALS * config.daemon.health_interval_s
+    return {**health, "age_s": round(age, 1), "stale": stale, "origin": "stored"}
+
+
+def daemon_problems(config: Config, daemon: dict[str, Any] | None) -> list[str]:
+    """A daemon that should run ([door] configured) and does not, sources down, alarms."""
+    if config.door is None:
+        return []
+    if daemon is None:
+        return ["daemon: it never stored its health (is gate-reader.service running?)"]
+    if daemon.get("stopped"):
+        return [f"daemon: stopped at {iso_time(daemon.get('at'))} (not running)"]
+    problems = []
+    if daemon.get("stale"):
+        problems.append(f"daemon: its health is {daemon.get('age_s')} s old (not running, or stuck)")
+    for name, source in sorted((daemon.get("sources") or {}).items()):
+        if isinstance(source, dict) and not source.get("up"):
+            problems.append(f"source {name} down since {iso_time(source.get('down_since'))}: "
+                            f"{source.get('last_error') or 'no error recorded'}")
+    if daemon.get("policy_problem"):
+        problems.append(f"policy: {daemon['policy_problem']}")
+    door = daemon.get("door") or {}
+    for alarm in door.get("alarms") or []:
+        problems.append(f"door alarm: {alarm}")
+    return problems
 
 
 def _sync_problems(config: Config, sync_state: dict[str, Any], now: float) -> list[str]:

@@ -13,6 +13,7 @@ from offline_cache.store import Store
 from reader.errors import ConfigError
 from reader.gate.cache import read_cache
 from reader.gate.config import Config
+from reader.gate.policy import SitePolicy, merge, parse_policy_toml
 from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.files import read_limited
 from reader.gatepass.legacy import LegacyList, verify_legacy_token
@@ -109,3 +110,24 @@ def reload_if_changed(store: Store, state: GateState, fallback_trust: Path | Non
         state.time_floor = store.time_floor()
         return state
     return load_state(store, fallback_trust)
+
+
+#: the meta key under which a sync stores the centre's policy for the gate's group
+CENTRAL_POLICY_KEY = "central_policy"
+
+
+def site_with_central(store: Store, local: SitePolicy) -> tuple[SitePolicy, str | None]:
+    """The local policy with the centre's stored policy laid over it, and the problem when
+    the stored one cannot be used (then the local policy alone, and the problem says so).
+    Sync checked it against the local policy before storing it; this checks again, since
+    the local config may have changed since (a SIGHUP after an edit)."""
+    held = store.get_json(CENTRAL_POLICY_KEY)
+    if held is None:
+        return local, None
+    if not isinstance(held, dict) or not isinstance(held.get("toml"), str) or not isinstance(held.get("target"), str):
+        return local, "the stored central policy is unreadable; the local policy applies"
+    try:
+        tables = parse_policy_toml(held["toml"].encode("utf-8"), where=f"central {held['target']}")
+        return merge(local, tables), None
+    except ValueError as exc:
+        return local, f"{exc}; the local policy applies"

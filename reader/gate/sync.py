@@ -29,11 +29,12 @@ from pathlib import Path
 
 from offline_cache.errors import RollbackRefused, SyncError
 from offline_cache.store import Store, StoredToken, SyncUpdate
-from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets
+from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets, policy_target
 from reader.errors import ConfigError
 from reader.gate.cache import open_cache
 from reader.gate.clock import gate_clock, system_clock_synchronised
 from reader.gate.config import Config
+from reader.gate.policy import SitePolicy, merge, parse_policy_toml, unmatched_readers
 from reader.gatepass.errors import TrustStoreError
 from reader.gatepass.files import read_limited
 from reader.gatepass.legacy import verify_legacy_token
@@ -81,10 +82,32 @@ def _against_held(iat: float, raw: bytes, held: StoredToken | None) -> str | Non
     return None
 
 
-def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: float) -> SyncUpdate:
+def _central_policy(fetched: FetchedTargets, target: str | None, site: SitePolicy | None,
+                    ignored: list[tuple[str, str]]) -> tuple[str, bytes] | None:
+    """The centre's policy for the gate's group, when fetched and good: it parses (bounded,
+    strict) and lays over the local policy as a whole. A bad one is ignored as a bad list
+    is: named, and the policy held stays."""
+    if target is None or fetched.policy is None:
+        return None
+    try:
+        tables = parse_policy_toml(fetched.policy, where=f"central {target}")
+        if site is not None:
+            merge(site, tables)
+            unknown = unmatched_readers(site, tables)
+            if unknown:
+                log.info("central %s names readers this gate does not have: %s", target, ", ".join(unknown))
+    except ValueError as exc:
+        ignored.append((target, str(exc)))
+        return None
+    return target, fetched.policy
+
+
+def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: float, *,
+                   policy: str | None = None, site: SitePolicy | None = None) -> SyncUpdate:
     """Check every fetched target as the spec says. SyncError when the issuer certificates
     cannot be had (nothing can be checked then); a target that fails is left out and
-    named in ``SyncUpdate.ignored``."""
+    named in ``SyncUpdate.ignored``. ``policy`` is the gate group's policy target, checked
+    against the local ``site`` policy."""
     ignored: list[tuple[str, str]] = []
     held_pem = store.trust_pem()
     new_pem = fetched.trust_pem
@@ -138,6 +161,7 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
                 legacy = (legacy_list.iat, legacy_list.exp, fetched.legacy)
             else:
                 ignored.append((LEGACY_TARGET, why))
+    central = _central_policy(fetched, policy, site, ignored)
     # Spec 6: the floor is the newest verified list iat, or now when the kernel says the
     # clock is synchronised. Ignored lists do not count: they were not accepted.
     candidates = [iat for _uri, iat, _exp, _raw in statuses]
@@ -151,6 +175,7 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
         time_floor=max(candidates) if candidates else None,
         at=now,
         ignored=sorted(ignored),
+        policy=central,
     )
 
 
@@ -161,6 +186,7 @@ def run_sync(config: Config, *, now: float | None = None) -> SyncReport:
     if config.sync is None:
         raise ConfigError("sync: the config has no [sync] table")
     started = time.monotonic()
+    target = None if config.gate.group is None else policy_target(config.gate.group)
     root = read_limited(config.sync.root, MAX_ROOT_BYTES, f"sync.root: {config.sync.root}", ConfigError)
     store = open_cache(config, create=True)  # the sync owns the cache: it may create it, or move a corrupt one aside
     try:
@@ -172,9 +198,10 @@ def run_sync(config: Config, *, now: float | None = None) -> SyncReport:
                 cache_dir=Path(config.cache.path).parent,
                 timeout_s=config.sync.timeout_s,
                 total_timeout_s=config.sync.total_timeout_s,
+                policy=target,
             )
             stamp = time.time() if now is None else now
-            update = verify_fetched(store, fetched, stamp, config.policy.skew_s)
+            update = verify_fetched(store, fetched, stamp, config.policy.skew_s, policy=target, site=config.site)
             try:
                 result = store.apply_sync(update)
             except RollbackRefused as exc:

@@ -40,8 +40,9 @@ def _version() -> str:
 
 def heartbeat(config: Config, store: Store, now: float) -> dict[str, Any]:
     """What the centre needs to see a silent or struggling gate: version, list ages,
-    clock, last sync, journal backlog, and the problems ``status`` lists. Source health
-    joins it when the daemon runs."""
+    clock, last sync, journal backlog, the problems ``status`` lists, and the running
+    daemon's sources and door as it last stored them (with their age: stale when the
+    daemon stopped writing)."""
     report = status_report(config, store, now)
     return {
         "version": _version(),
@@ -51,8 +52,17 @@ def heartbeat(config: Config, store: Store, now: float) -> dict[str, Any]:
         "sync": report["sync"],
         "journal": report["journal"],
         "problems": report["problems"],
-        "sources": {},
+        "sources": (report["daemon"] or {}).get("sources", {}),
+        "daemon": _daemon_summary(report["daemon"]),
     }
+
+
+def _daemon_summary(daemon: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the centre needs of the daemon's health: its age, door, lockdown, counts."""
+    if daemon is None:
+        return None
+    keys = ("at", "age_s", "stale", "door", "lockdown", "decisions", "policy_origin", "pid")
+    return {key: daemon.get(key) for key in keys}
 
 
 def gate_key(config: Config) -> Ed25519PrivateKey:

@@ -472,6 +472,7 @@ def decide_cose(
         claims.cti,
         detail,
         tuple(warnings) if warnings else (),
+        claims.groups,
     )
 
 

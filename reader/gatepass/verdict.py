@@ -92,6 +92,9 @@ class Decision:
     credential_id: bytes | None = field(default=None, repr=False)  # logged only as its hash
     detail: str | None = None
     warnings: tuple[str, ...] = ()
+    # The credential's access groups (its ``grp`` claim), for the reader's own policy
+    # (reader.gate.policy.authorize); empty for legacy cards and undecodable credentials.
+    groups: tuple[str, ...] = ()
 
     @property
     def credential_hash(self) -> str | None:

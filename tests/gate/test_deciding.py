@@ -78,3 +78,25 @@ def test_the_gate_decides_with_its_cache_and_its_policy(grounds, tmp_path: Path)
     assert decider.decide("qr", text, Clock(now)).reason == "malformed"  # GP1: is not this gate's prefix
     assert decider.decide("qr", "GPX:" + text.removeprefix("GP1:"), Clock(now)).granted
     assert decider.decide("qr", "GPX:" + text.removeprefix("GP1:"), Clock(now + 6)).reason == "presentation_stale"
+
+
+def test_decisions_carry_the_credential_groups_for_the_reader_policy(grounds) -> None:
+    """The reader's own policy (groups, schedules, lockdown) needs the credential's groups:
+    every decision on a credential carries them, granted or denied, and a refusal by the
+    reader's policy keeps them; a legacy card carries none."""
+    from reader.gate.policy import PassbackMemory, ReaderPolicy, SitePolicy, authorize
+
+    issuer, holder, _credential, trust = grounds
+    now = int(time.time())
+    credential = issue_credential(issuer, sub="E2", iat=now - 60, exp=now + 86_400, holder=holder,
+                                  groups=["staff", "night"])
+    decider = Decider(trust)
+    granted = decider.decide("qr", holder.present_qr(credential, iat=now), Clock(now))
+    denied = decider.decide("qr", holder.present_qr(credential, iat=now - 3600), Clock(now))
+    assert (granted.granted, granted.groups) == (True, ("staff", "night"))
+    assert (denied.reason, denied.groups) == ("presentation_stale", ("staff", "night"))
+    site = SitePolicy(readers={"r": ReaderPolicy(kinds=frozenset({"nfc"}))})
+    refused = authorize(granted, reader_name="r", reader=site.readers["r"], kind="qr", groups=granted.groups,
+                        site=site, local_time=site.local_time(now), lockdown=False,
+                        passback=PassbackMemory(), now=0.0)
+    assert (refused.reason, refused.groups) == ("not_authorized", ("staff", "night"))

@@ -99,3 +99,44 @@ def test_a_bad_legacy_list_is_ignored_and_the_lists_applied(tmp_path: Path, issu
                                                legacy=b"junk"), NOW, 300)  # fmt: skip
         assert update.legacy is None and [t for t, _why in update.ignored] == ["legacy/cards.cwt"]
         assert [uri for uri, *_ in update.status] == [A]
+
+
+def test_a_bad_central_policy_is_ignored_and_named_and_a_good_one_stored(tmp_path: Path, issuer: Issuer) -> None:
+    """The centre's policy/<group>.toml goes the way of a list: a bad one (not TOML, an
+    unknown key, a reader naming a schedule nobody defines) is ignored as if absent and
+    named, the rest of the sync applied and the policy held kept; a good one is stored in
+    the same transaction and moves the generation, so a running daemon picks it up."""
+    from reader.gate.config import parse_config
+    from reader.gate.state import site_with_central
+
+    config = parse_config('[gate]\nid = "g"\ngroup = "hq"\n[cache]\npath = "/tmp/c.db"\n'
+                          '[[readers]]\nname = "cam"\ndriver = "camera"\ndevice = 0\n')
+    target = "policy/hq.toml"
+    good = b'[readers.cam]\nschedule = "day"\n[schedules.day]\nwindows = ["mon-sun 06:00-22:00"]\n'
+    bad = {
+        b"readers = 1 = 2": "not valid TOML",
+        b"[readers.cam]\ncolour = 1\n": "readers.cam.colour: unknown key",
+        b'[readers.cam]\nschedule = "night"\n': "no schedule 'night'",
+        b"\xff\xfe": "not UTF-8",
+    }
+    with Store.open(tmp_path / "c.db", create=True) as store:
+        def sync(policy: bytes | None) -> SyncUpdate:
+            targets = FetchedTargets(trust_pem=issuer.certificate_pem, status={"status/a.cwt": token(issuer, A, NOW)},
+                                     legacy=None, versions={}, downloaded=[], sha256={}, policy=policy)
+            return verify_fetched(store, targets, NOW, 300, policy=target, site=config.site)
+
+        for raw, why in bad.items():
+            update = sync(raw)
+            assert update.policy is None and target in dict(update.ignored) and why in dict(update.ignored)[target]
+        store.apply_sync(update)
+        assert site_with_central(store, config.site) == (config.site, None)
+        generation = store.generation()
+        assert store.apply_sync(sync(good)).written == [target]
+        assert store.generation() == generation + 1
+        site, problem = site_with_central(store, config.site)
+        assert problem is None and site.readers["cam"].schedule == "day"
+        assert site.origin == f"central {target} over local"
+        # A bad one later keeps the good one held; the same one again changes nothing.
+        store.apply_sync(sync(b"readers = 1 = 2"))
+        assert store.apply_sync(sync(good)).written == [] and store.generation() == generation + 1
+        assert site_with_central(store, config.site)[0].readers["cam"].schedule == "day"
