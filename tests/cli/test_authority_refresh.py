@@ -189,23 +189,27 @@ def test_a_crash_mid_refresh_leaves_the_published_set_whole(site: Site, monkeypa
 
 def test_a_gate_syncing_during_a_refresh_sees_the_old_or_the_new_set(site: Site) -> None:
     site.sync()
-    old = site.contents()
+    # The centre revokes one more entry: the gate's next sync needs the snapshot naming it.
+    ok("authority", "revoke", "--repo", site.repo, *site.issuer_args, "--list", "b", "--idx", 7)
+    revoked = site.contents()
     timestamp = json.loads((site.repo / "public" / "metadata" / "timestamp.json").read_bytes())
     snapshot = f"/metadata/{timestamp['signed']['meta']['snapshot.json']['version']}.snapshot.json"
     # The gate reads timestamp.json, then is held up before the snapshot it names...
     site.server.fault(snapshot, delay_s=1.5, times=1)
     config = load_config(site.config)
     reports = []
+    seen_before = len(site.server.log())
     gate = threading.Thread(target=lambda: reports.append(run_sync(config)))
     gate.start()
-    assert wait_for(lambda: snapshot in site.server.log(), timeout=10)
+    assert wait_for(lambda: snapshot in site.server.log()[seen_before:], timeout=10)
     assert site.refresh()[0] == 0  # ...while the centre publishes a whole new set
     gate.join(timeout=30)
     (report,) = reports
     assert report.ok, report.error
-    assert site.contents() != old
-    # That sync completed the old set, which the gate held already; the next takes the new one.
-    assert report.downloaded == []
+    assert site.contents() != revoked
+    # That sync completed the set it started on (the revocation), untouched by the refresh...
+    assert report.downloaded == ["status/b.cwt"]
+    # ...and the next takes the refreshed set.
     report = run_sync(config)
     assert report.ok and {"status/main.cwt", "status/b.cwt", "legacy/cards.cwt"} <= set(report.downloaded)
 
