@@ -11,6 +11,7 @@ dependency).
     reader.gate                   imports no command (reader.cli), benchmark (reader.bench) or
                                   daemon (reader.daemon) module; no argparse, no print()
     reader.daemon                 imports no command or benchmark module
+    reader.demo                   the same: an application of the daemon, not of the commands
     tests/                        import no benchmark (what they share is in drivers/ or
                                   tests/support/)
 
@@ -38,6 +39,7 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("reader.gatepass", ("reader",), ("reader.gatepass",)),
     ("reader.gate", ("reader.cli", "reader.bench", "reader.daemon", "argparse"), ()),
     ("reader.daemon", ("reader.cli", "reader.bench"), ()),
+    ("reader.demo", ("reader.cli", "reader.bench"), ()),
     ("tests", ("reader.bench",), ()),
 ]
 

@@ -67,6 +67,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run the gate daemon: readers, decisions, door", "reader.cli.run:configure_run", _CACHE),
     "lockdown": Command("set or end a lockdown through the running daemon", "reader.cli.run:configure_lockdown"),
     "bench": Command("measure speed figures and print them", "reader.cli.bench:configure"),
+    "demo": Command("run the daemon on simulated hardware through a scenario, narrated",
+                    "reader.cli.demo:configure"),
 }
 
 
