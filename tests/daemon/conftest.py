@@ -1,6 +1,7 @@
-"""A gate for the pipeline's unit tests: a cache, an issuer the gate trusts, mock pins, a
-door machine and the decision worker on a fake clock, driven step by step (no thread unless
-a test starts it)."""
+"""The ``sim`` fixture (a simulated gate run as ``gate-reader run`` in a child process, see
+tests/support/simgate.py), and a gate for the pipeline's unit tests: a cache, an issuer the
+gate trusts, mock pins, a door machine and the decision worker on a fake clock, driven step
+by step (no thread unless a test starts it)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from reader.gate.config import Config, parse_config
 from reader.gate.door_machine import DoorMachine
 from reader.gate.state import load_state
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
+from tests.support.centre import Centre, ok
+from tests.support.simgate import Scanner, SimGate, free_udp_port, gate_text
 
 URI = "https://status.example.gov/lists/main"
 # Sunday 2026-11-29 03:00 UTC: outside any office hours
@@ -133,3 +136,18 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
         g.door.close()
         g.store.close()
         g.factory.close()
+
+
+@pytest.fixture
+def sim(centre: Centre, tmp_path: Path) -> Iterator[tuple[Centre, SimGate, Scanner, int]]:
+    """A gate synced from ``centre``, its config written, not started: (centre, gate,
+    scanner, NFC udp port)."""
+    ok("sync", "--config", centre.config, "--no-upload")  # type: ignore[attr-defined]
+    port = free_udp_port()
+    scanner = Scanner(tmp_path / "scanner")
+    gate = SimGate(tmp_path, gate_text(centre, tmp_path, port))
+    try:
+        yield centre, gate, scanner, port
+    finally:
+        gate.kill()
+        scanner.unplug()

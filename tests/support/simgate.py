@@ -18,9 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drivers.nfc_emulator import GatePassHolder
 from offline_cache.journal import Journal, JournalRecord
 from offline_cache.store import Store
 from reader.daemon.control import ControlError, request
+from reader.gatepass.authority import Holder, issue_credential
+from tests.support.centre import URI, Centre
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +164,38 @@ def pulses(history: list[list[Any]], active_high: bool) -> int:
 
 def now() -> int:
     return int(time.time())
+
+
+def gate_text(centre: Centre, root: Path, port: int, *, release_s: float = 0.6, camera: str | None = None,
+              extra: str = "") -> str:
+    """The config of a simulated gate syncing from ``centre``: mock pins, a scanner on
+    ``root/scanner``, NFC on udp ``port``, optionally a camera playing ``camera``."""
+    text = Path(centre.config).read_text()  # type: ignore[attr-defined]
+    text += (f'[door]\npin_factory = "mock"\nrelease_s = {release_s}\n'
+             f'[daemon]\nruntime_dir = "{root / "run"}"\nlevel_poll_s = 0.1\nhealth_interval_s = 0.5\n'
+             f'source_stall_s = 5\n[lockdown]\ngroups = ["security"]\n'
+             f'[[readers]]\nname = "scan"\ndriver = "scanner"\ndevice = "{root / "scanner"}"\n'
+             f'[[readers]]\nname = "nfc"\ndriver = "nfc"\ndevice = "udp:127.0.0.1:{port}"\n')
+    if camera is not None:
+        text += f'[[readers]]\nname = "cam"\ndriver = "camera"\ndevice = "{camera}"\nfps = 10\n'
+    return text + extra
+
+
+class Employee:
+    """A phone with a credential of ``centre``'s issuer at list index ``idx``."""
+
+    def __init__(self, centre: Centre, idx: int, groups: list[str] | None = None) -> None:
+        self.holder = Holder.generate("ES256")
+        now = int(time.time())
+        self.credential = issue_credential(centre.issuer, sub=f"E{idx}", iat=now - 60, exp=now + 86_400,
+                                           holder=self.holder, status=(URI, idx), groups=groups)
+
+    def qr(self) -> str:
+        return self.holder.present_qr(self.credential, iat=int(time.time()))
+
+    def phone(self) -> GatePassHolder:
+        return GatePassHolder(lambda data: self.holder.answer_challenge(data, self.credential, iat=time.time()))
+
+
+def scanner_up(gate: SimGate, name: str = "scan") -> bool:
+    return bool(gate.status()["sources"][name]["up"])
