@@ -216,7 +216,12 @@ class Pipeline:
         self.apply(self.machine.tick(now))
         if now >= self._next_levels:
             self._next_levels = now + self.config.daemon.level_poll_s
-            self.apply(self.machine.levels(self.door.read_inputs(), now))
+            # read_inputs() hands an edge that was missed to the debounce (its event
+            # follows); the machine is reconciled with the DEBOUNCED levels, so a glitch that
+            # a read happens to catch is never taken for a change (a fire glitch would hold
+            # every lock released). What it still heals: a debounced change whose event was lost.
+            self.door.read_inputs()
+            self.apply(self.machine.levels(self.door.state().inputs, now))
         if now >= self._next_health:
             self._next_health = now + self.config.daemon.health_interval_s
             write_health(self.store, self.health())
