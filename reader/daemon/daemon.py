@@ -284,9 +284,18 @@ class Daemon:
                 bits = fmt.encode([int(v) for v in request.get("values", [])])
             if not isinstance(bits, list | tuple) or not all(b in (0, 1) for b in bits) or len(bits) > 128:
                 raise ValueError("sim wiegand: bits must be a list of at most 128 zeros and ones")
+            timing: dict[str, float] = {}  # a reader's own timing (tests: jitter between frames)
+            for key, low, high in (("pulse_s", 0.0, 1e-3), ("interval_s", 2e-4, 0.05)):
+                value = request.get(key)
+                if value is not None:
+                    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                        raise ValueError(f"sim wiegand: {key} is a number of seconds from {low:g} to {high:g}")
+                    timing[key] = float(value)
             d0, d1 = (self.factory.pin(p) for p in source.pins)
-            pulse_frame(d0, d1, list(bits))
-            return {"bits": len(bits)}
+            # Each pulse's (fall, rise) as the pins stamped them (time.monotonic()): a sender
+            # descheduled mid-frame shows there, so a test knows what the reader really saw.
+            sent = pulse_frame(d0, d1, list(bits), **timing)
+            return {"bits": len(bits), "pulses": [[round(fall, 7), round(rise, 7)] for fall, rise in sent]}
         if action == "wedge":  # the worker stops turning for a while; the answer does not wait for it
             seconds = float(request.get("seconds", 0))
             if not 0 < seconds <= 600:

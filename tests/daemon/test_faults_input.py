@@ -4,9 +4,16 @@ never a crash and never a release."""
 
 from __future__ import annotations
 
+import itertools
+import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from tests.support.simgate import pulses, scanner_up
+from drivers.wiegand import FORMATS, card_text
+from tests.support.centre import Centre, ok
+from tests.support.simgate import Scanner, SimGate, free_udp_port, gate_text, pulses, scanner_up
 from tests.support.waiting import wait_for
 
 # Each door input's default debounce (drivers.door.DoorSettings) and a glitch well inside it.
@@ -33,3 +40,103 @@ def test_input_glitches_shorter_than_the_debounce_never_release_or_alarm(sim) ->
     status = gate.status()
     assert status["door"]["state"] == "secured" and status["door"]["alarms"] == []
     assert gate.stop() == 0
+
+
+# -- Wiegand ---------------------------------------------------------------------------------
+
+WIEGAND = '[[readers]]\nname = "wg"\ndriver = "wiegand"\ndevice = [20, 21]\nlegacy_cards = true\n'
+MIN_PULSE_S, MAX_PULSE_S, FRAME_GAP_S = 10e-6, 1e-3, 0.025  # drivers.wiegand.WiegandSource's defaults
+LENGTHS = {fmt.length: fmt for name, fmt in FORMATS.items() if name != "H10302"}
+
+
+def _outcome(bits: list[int], sent: list[list[float]]) -> str | None:
+    """What a Wiegand reader must make of ``bits`` sent with these (fall, rise) stamps:
+    "noise", "length", "parity" (a drop), "read", or None when the sender was stalled
+    mid-frame for a frame gap (the frame arrived in pieces; each piece is dropped or misread
+    as an unknown card, never as the one sent)."""
+    if any(nxt[0] - cur[1] >= FRAME_GAP_S for cur, nxt in itertools.pairwise(sent)):
+        return None
+    if any(not MIN_PULSE_S <= rise - fall <= MAX_PULSE_S for fall, rise in sent):
+        return "noise"
+    fmt = LENGTHS.get(len(bits))
+    if fmt is None:
+        return "length"
+    return "read" if fmt.parity_ok(bits) else "parity"
+
+
+def _cpu_hogs(count: int, nice: int) -> list[subprocess.Popen[bytes]]:
+    """Busy processes (``nice`` lowers their weight against the daemon's threads)."""
+    return [subprocess.Popen([sys.executable, "-c", f"import os; os.nice({nice})\nwhile True: pass"])
+            for _ in range(count)]
+
+
+def test_wiegand_frames_with_jitter_truncation_and_cpu_load_are_read_whole_or_dropped_and_counted(
+        centre: Centre, tmp_path: Path) -> None:
+    rng = random.Random(20261130)
+    formats = ["H10301", "H10306", "C1000-35", "H10304"]
+    cards = []  # (subject, card text, bits) of enrolled cards
+    for i in range(30):
+        fmt = FORMATS[formats[i % 4]]
+        values = [rng.randrange(1, 2 ** n) for _first, n in fmt.fields]
+        cards.append((f"C{i:02d}", card_text(fmt.name, *values), list(fmt.encode(values))))
+    (tmp_path / "cards.csv").write_text("".join(f"{text},{subject}\n" for subject, text, _bits in cards))
+    ok("authority", "legacy-list", *centre.issuer_args, "--cards-file", tmp_path / "cards.csv",
+       "--exp", int(time.time()) + 86_400, "--out", tmp_path / "legacy.cwt")
+    ok("authority", "publish", "--repo", centre.repo, "--legacy", tmp_path / "legacy.cwt")
+    ok("sync", "--config", centre.config, "--no-upload")  # type: ignore[attr-defined]
+    gate = SimGate(tmp_path, gate_text(centre, tmp_path, free_udp_port(), release_s=0.2, extra=WIEGAND))
+    scanner = Scanner(tmp_path / "scanner")
+    # Every valid card once, and among them frames a reader must drop: cut short (to a length
+    # no format has), a parity bit flipped, pulses too short to be real (spikes). Each frame:
+    # (what it is, the bits sent, the pulse width asked, the subject of the card it carries).
+    frames: list[tuple[str, list[int], float, str | None]] = [
+        ("valid", bits, rng.uniform(20e-6, 100e-6), subject) for subject, _text, bits in cards]
+    for i in range(18):
+        subject, _text, bits = cards[rng.randrange(len(cards))]
+        if i % 3 == 0:
+            cut = rng.randrange(1, 6) if len(bits) != 37 else rng.choice((1, 4, 5))  # never onto 26/34/35
+            frame = ("truncated", bits[:-cut], 50e-6, None)
+        elif i % 3 == 1:
+            frame = ("bad parity", [1 - bits[0], *bits[1:]], 50e-6, None)
+        else:
+            frame = ("spikes", bits, 0.0, subject)  # the card's frame, but pulses of a few us
+        frames.insert(rng.randrange(len(frames) + 1), frame)
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        gate.start()
+        assert wait_for(lambda: scanner_up(gate), 10.0)
+        hogs = _cpu_hogs(2, nice=5)  # the sender and the reader's threads compete with two busy cores
+        outcomes: list[str | None] = []
+        for _label, bits, pulse_s, _subject in frames:
+            interval_s = rng.uniform(0.6e-3, 2.5e-3)  # each reader has its own pace: jitter frame to frame
+            answer = gate.ctl({"cmd": "sim", "action": "wiegand", "reader": "wg", "bits": bits,
+                               "pulse_s": pulse_s, "interval_s": interval_s})
+            outcomes.append(_outcome(bits, answer["pulses"]))
+            time.sleep(0.035)  # more than a frame gap of silence between frames
+        for hog in hogs:
+            hog.kill()
+        expected = {cause: outcomes.count(cause) for cause in ("noise", "length", "parity")}
+        # A frame that arrived whole and valid is read, once, in the order sent (a spike frame
+        # that the load stretched into real pulses is a valid frame too).
+        reads = [frame[3] for frame, outcome in zip(frames, outcomes, strict=True) if outcome == "read"]
+        # The load stretches some of the sender's pulses past max_pulse_s (the pins stamp what was
+        # really sent, and the oracle judges that): most frames must still go out whole.
+        assert None not in reads and len(reads) >= 15, outcomes
+        assert wait_for(lambda: len(gate.records("decision")) >= len(reads), 10.0)
+        time.sleep(0.3)
+        granted = [r.subject for r in gate.records("decision") if r.decision == "grant"]
+        assert granted == reads
+        health = gate.status()["sources"]["wg"]
+        if None not in outcomes:
+            assert health["extra"]["dropped"] == expected
+            assert health["reads"] == len(reads)
+        else:  # each piece of a frame whose sender stalled is dropped, or read as an unknown card
+            assert all(health["extra"]["dropped"][cause] >= n for cause, n in expected.items())
+        assert min(expected.values()) >= 1, expected  # every kind of drop was exercised
+        assert gate.stop() == 0
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(5)
+        gate.kill()
+        scanner.unplug()
