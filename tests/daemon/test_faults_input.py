@@ -5,15 +5,18 @@ never a crash and never a release."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from drivers.camera_sim import background, centred, code_image, scene, write_png_sequence
+from drivers.nfc_emulator import CardEmulator, GatePassHolder, LegacyCard
 from drivers.wiegand import FORMATS, card_text
 from tests.support.centre import Centre, ok
-from tests.support.simgate import Scanner, SimGate, free_udp_port, gate_text, pulses, scanner_up
+from tests.support.simgate import Employee, Scanner, SimGate, free_udp_port, gate_text, pulses, scanner_up
 from tests.support.waiting import wait_for
 
 # Each door input's default debounce (drivers.door.DoorSettings) and a glitch well inside it.
@@ -140,3 +143,87 @@ def test_wiegand_frames_with_jitter_truncation_and_cpu_load_are_read_whole_or_dr
             hog.wait(5)
         gate.kill()
         scanner.unplug()
+
+
+# -- bad input on every source ---------------------------------------------------------------------
+
+
+def test_bad_input_on_every_source_is_a_counted_refusal_or_drop_never_a_crash_or_release(
+        centre: Centre, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    ok("sync", "--config", centre.config, "--no-upload")  # type: ignore[attr-defined]
+    # The camera's file: a code that is not GatePass, a corrupt image, a code with a bad payload.
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    base = background(640, 480)
+    write_png_sequence([scene(base, [centred(code_image("https://example.com/not-a-pass", 6), 640, 480)]),
+                        scene(base, []), scene(base, [centred(code_image("GP1:NOT+BASE45~", 6), 640, 480)])],
+                       frames_dir)
+    (frames_dir / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.randbytes(3000))  # corrupt
+    port = free_udp_port()
+    gate = SimGate(tmp_path, gate_text(centre, tmp_path, port, release_s=0.2, camera=str(frames_dir / "%05d.png"),
+                                       extra=WIEGAND))
+    scanner = Scanner(tmp_path / "scanner")
+    valid = Employee(centre, 30)
+    lines: list[bytes] = [
+        b"\xff\xfe\x00\x80 not text", b"hello world", b"GP1:", b"GP1:" + b"!" * 40, b"\x1b[2J\x07\x00",
+        b"GP1:" + b"A" * 5000,  # over the 4096 bound: too_large, then the reader resynchronises
+        valid.qr().encode()[:300],  # a real code cut short
+        b"GP1:" + base64_like(rng, 580),
+    ]
+    try:
+        with CardEmulator(port) as phone_reader:
+            gate.start()
+            assert wait_for(lambda: scanner_up(gate), 10.0)
+            assert scanner.master is not None
+            for line in lines:  # raw bytes, as a scanner sends them
+                os.write(scanner.master, line + b"\r\n")
+            os.write(scanner.master, b"\r\n\r\n\n")  # empty lines: nothing to present
+            answer = valid.phone().answer
+            cards = [
+                GatePassHolder(answer, garbage=True),  # nonsense and a status word no holder sends
+                GatePassHolder(answer, remove_after_apdus=1),  # leaves after SELECT: a truncated exchange
+                GatePassHolder(lambda data: answer(data)[:120]),  # its answer cut short
+                GatePassHolder(lambda data: rng.randbytes(373)),  # random bytes of a presentation's size
+                GatePassHolder(answer, oversize=True),  # past the 4096-byte bound
+                LegacyCard(bytes.fromhex("04A1B2C3")),  # a UID card where legacy cards are not admitted
+            ]
+            for card in cards:
+                phone_reader.tap(card, timeout=10.0)
+            for bits in ([1] * 7, [0, 1] * 20, [rng.randrange(2) for _ in range(29)]):  # no such length
+                gate.ctl({"cmd": "sim", "action": "wiegand", "reader": "wg", "bits": bits})
+                time.sleep(0.035)
+            expected_decisions = 2 + len(lines) + 4  # camera, scanner, NFC answers that reached the gate
+            assert wait_for(lambda: len(gate.records("decision")) >= expected_decisions, 10.0), gate.decisions()
+            time.sleep(0.5)
+            decisions = gate.decisions()
+            status = gate.status()
+        assert len(decisions) == expected_decisions, decisions
+        assert all(decision == "deny" for _reader, decision, _reason in decisions)
+        by_reader = {name: [reason for reader, _d, reason in decisions if reader == name]
+                     for name in ("cam", "scan", "nfc")}
+        assert by_reader["cam"] == ["malformed", "malformed"]
+        assert len(by_reader["scan"]) == len(lines) and "too_large" in by_reader["scan"]
+        assert set(by_reader["scan"]) <= {"malformed", "too_large"}
+        assert sorted(by_reader["nfc"]) == sorted(["malformed", "malformed", "too_large", "legacy_not_allowed"])
+        sources = status["sources"]
+        assert sources["cam"]["extra"]["bad_frames"] >= 1
+        assert sources["wg"]["extra"]["dropped"]["length"] == 3
+        assert status["decisions"]["deny"] == expected_decisions and status["decisions"]["grant"] == 0
+        assert all(sources[name]["up"] for name in ("scan", "nfc", "wg", "cam"))
+        relay = gate.relay()
+        assert pulses(relay["history"], relay["active_high"]) == 0
+        # The NFC exchanges that never became a presentation are each said once in the log.
+        log = gate.log.read_text()
+        assert "Traceback" not in log and "consumer failed" not in log and "worker failed" not in log
+        assert log.count("no presentation") >= 2
+        assert gate.stop() == 0
+    finally:
+        gate.kill()
+        scanner.unplug()
+
+
+def base64_like(rng: random.Random, count: int) -> bytes:
+    """Characters of the base45 alphabet in random order: the right alphabet, not a presentation."""
+    alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+    return bytes(rng.choice(alphabet) for _ in range(count))
