@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import statistics
 import time
 from pathlib import Path
 
@@ -17,38 +18,36 @@ from tests.support.simgate import Employee, pulses, scanner_up, wait_released
 from tests.support.waiting import wait_for
 
 
-def test_sigterm_during_a_release_secures_the_door_and_keeps_the_grant(sim) -> None:
+def test_sigterm_and_sigkill_during_a_release_leave_the_door_secured_and_the_grant_journaled(sim) -> None:
     centre, gate, scanner, _port = sim
     gate.config.write_text(gate.config.read_text().replace("release_s = 0.6", "release_s = 20"))
     gate.start()
     assert wait_for(lambda: scanner_up(gate), 10.0)
     scanner.scan(Employee(centre, 13).qr())
     wait_released(gate, True)
-    assert gate.stop(signal.SIGTERM) == 0
+    assert gate.stop(signal.SIGTERM) == 0  # 19 s of release left
     door = [(r.reason, r.detail) for r in gate.records("door")]
     assert door[-2:] == [("relocked", "release ended by shutdown"), ("stopped", "door secured")]
     assert gate.decisions() == [("scan", "grant", "granted")]
-
-
-def test_sigkill_during_a_release_then_restart_the_door_is_secured_and_the_grant_journaled(sim) -> None:
-    centre, gate, scanner, _port = sim
-    gate.config.write_text(gate.config.read_text().replace("release_s = 0.6", "release_s = 20"))
+    # SIGKILL: nothing runs at all; the grant was journaled before the relay moved.
     gate.start()
     assert wait_for(lambda: scanner_up(gate), 10.0)
     scanner.scan(Employee(centre, 4).qr())
     wait_released(gate, True)
     assert gate.stop(signal.SIGKILL) == -signal.SIGKILL
-    assert gate.decisions() == [("scan", "grant", "granted")]
+    assert gate.decisions() == [("scan", "grant", "granted")] * 2
+    last = gate.records()[-1]
+    assert (last.kind, last.decision) == ("decision", "grant")  # the grant is in; nothing of a clean stop
     # The mock relay died with the process; the restarted daemon claims it at the secured level.
     gate.start()
     relay = gate.relay()
     assert not gate.released() and pulses(relay["history"], relay["active_high"]) == 0
     starts = [r.detail for r in gate.records("door") if r.reason == "started"]
-    assert len(starts) == 2 and starts[-1] == "door secured"
+    assert len(starts) == 3 and starts[-1] == "door secured"
     assert gate.stop() == 0
 
 
-def test_sighup_during_a_release_reloads_without_a_relay_glitch(sim) -> None:
+def test_sighup_idle_and_during_a_release_leaves_no_glitch_on_the_relay(sim) -> None:
     centre, gate, scanner, _port = sim
     gate.config.write_text(gate.config.read_text().replace("release_s = 0.6", "release_s = 1.5"))
     gate.start()
@@ -65,6 +64,7 @@ def test_sighup_during_a_release_reloads_without_a_relay_glitch(sim) -> None:
     active = relay["active_high"]
     # Secured from the first instant, one release, secured again: nothing else on the pin.
     assert states == [not active, active, not active]
+    assert gate.log.read_text().count("policy reloaded") == 2  # both reloads happened
     assert gate.stop() == 0
 
 
@@ -101,12 +101,21 @@ def test_a_wedged_worker_stops_the_watchdog_pings_and_the_door_relocks_by_itself
         assert gate.process is not None and gate.process.wait(10) == 0
 
 
-def test_the_nfc_reader_comes_back_after_each_restart(sim) -> None:
+def test_the_nfc_reader_comes_back_after_50_stops_and_starts(sim) -> None:
+    # A phone lies on the reader throughout: each daemon that starts must open the reader,
+    # find the phone and have it answer a fresh challenge; each SIGTERM must release the
+    # reader for the next start.
     centre, gate, _scanner, port = sim
+    employee = Employee(centre, 20)
+    cycles = []
     with CardEmulator(port) as phone_reader:
-        for round_ in range(3):
+        phone_reader.present(employee.phone())
+        for cycle in range(50):
+            started = time.monotonic()
             gate.start()
-            assert phone_reader.tap(Employee(centre, 20 + round_).phone(), timeout=10.0)
-            gate.wait_decisions(round_ + 1)
+            gate.wait_decisions(cycle + 1)
             assert gate.stop() == 0
-    assert [d[1] for d in gate.decisions()] == ["grant"] * 3
+            cycles.append(time.monotonic() - started)
+    assert gate.decisions() == [("nfc", "grant", "granted")] * 50
+    assert phone_reader.activations >= 50
+    print(f"50 stop/start cycles: median {statistics.median(cycles):.2f} s, max {max(cycles):.2f} s")
