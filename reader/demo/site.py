@@ -222,7 +222,8 @@ class GatePaths:
 
 def gate_config(paths: GatePaths, server_url: str, repo: Path, *, nfc_port: int, camera: str | None,
                 release_s: float, held_open_s: float, timezone: str = "UTC", extra: str = "",
-                health_interval_s: float = 1.0) -> str:
+                health_interval_s: float = 1.0, legacy_schedule: str | None = "night", camera_loop: bool = False,
+                queue_size: int = 64) -> str:
     """The demo gate's TOML: the four sources, mock pins, a sync from the loopback centre."""
     text = f'''# The demo gate (gate-reader demo): simulated hardware, a real daemon.
 [gate]
@@ -254,6 +255,7 @@ runtime_dir = "{paths.runtime}"
 level_poll_s = 0.1
 health_interval_s = {health_interval_s:g}
 source_stall_s = 5
+queue_size = {queue_size}
 
 [schedules.night]
 windows = ["mon-sun 19:00-07:00"]
@@ -272,11 +274,13 @@ device = "{paths.scanner}"
 name = "garage-wiegand"
 driver = "wiegand"
 device = [20, 21]
-legacy_cards = true                   # old badges here only, and only at night
-legacy_schedule = "night"
+legacy_cards = true                   # old badges here only
 '''
+    if legacy_schedule is not None:
+        text += f'legacy_schedule = "{legacy_schedule}"\n'
     if camera is not None:
         text += f'\n[[readers]]\nname = "lobby-camera"\ndriver = "camera"\ndevice = "{camera}"\nfps = 15\n'
+        text += "loop = true\n" if camera_loop else ""
     return text + extra
 
 
