@@ -6,7 +6,7 @@ in a child process on the simulated site of :mod:`reader.bench.pipeline`):
   each poll waits up to 1 s for an answer, so this understates a real reader's polling) and
   the camera playing an empty gate at 15 fps in a loop; the child's CPU time from
   ``/proc/PID/stat`` over the wall time, in percent of one core. RSS (``VmRSS``) after the
-  start, after half the decisions and after all (first-seen credentials shown to the
+  start, after each quarter of the decisions (first-seen credentials shown to the
   scanner, paced so the queue never fills), and the peak (``VmHWM``): the credential cache
   holds 4,096 entries, so growth stops once it is full.
 - **Sustained rate.** Presentations from every source at once for ``--sustained-s``
@@ -116,8 +116,9 @@ def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[st
                 if time.monotonic() > deadline:
                     raise CommandFailed(f"the daemon decided fewer than {sent} presentations in 30 s")
                 time.sleep(0.01)
-            if sent == decisions // 2 // 32 * 32:
-                rss["after_half"] = memory_mb(daemon.pid)["VmRSS"]
+            for quarter in (1, 2, 3):  # growth must stop once the credential cache (4,096) is full
+                if sent == decisions * quarter // 4 // 32 * 32:
+                    rss[f"after_{sent}"] = memory_mb(daemon.pid)["VmRSS"]
         counts = daemon.status()["decisions"]
         memory = memory_mb(daemon.pid)
         rss.update(after_all=memory["VmRSS"], peak=memory["VmHWM"], anonymous_after_all=memory["Anonymous"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,13 +195,14 @@ class Demo:
         frames = ([empty] * int(self.qr_at_s * CAMERA_FPS) + [code] * CAMERA_FPS + [empty] * CAMERA_FPS)
         return write_mjpg(frames, self.out / "camera.avi", CAMERA_FPS)
 
-    def step(self, title: str, world: str, act: object, expect: Expect, mark: Mark | None = None) -> Seen:
-        """One step: the world, the action (a callable), then the daemon's evidence checked."""
+    def step(self, title: str, world: str, act: Callable[[], object] | None, expect: Expect,
+             mark: Mark | None = None) -> Seen:
+        """One step: the world, the action, then the daemon's evidence checked."""
         self.title(title)
         for line in world.splitlines():
             self.say(line, 2)
         mark = mark or self.witness.mark()
-        if callable(act):
+        if act is not None:
             act()
         seen = self.witness.check(mark, expect)
         self.show(seen)
