@@ -129,11 +129,21 @@ class Witness:
         if expect.released is not None:
             self._relay(mark, expect.released, seen)
         # The indicators' pattern (grant, deny, alarm) ends by itself within 3 s: let it, so
-        # the whole pattern is counted and the next step starts from dark indicators.
-        wait_for(lambda: not any(self.active(name) for name in OUTPUTS[1:]), 4.0, 0.05)
+        # the whole pattern is counted and the next step starts from dark indicators. A
+        # pattern's dark steps last 0.25 s at most: dark for 0.6 s is the end of it.
+        self._wait_dark(0.6, 5.0)
         seen.door = self.door_events(mark)
         seen.pulses = {name: _pulses(self.changes(mark, name)) for name in OUTPUTS[1:]}
         return seen
+
+    def _wait_dark(self, quiet_s: float, timeout: float) -> None:
+        deadline, dark_since = time.monotonic() + timeout, time.monotonic()
+        while time.monotonic() < deadline:
+            if any(self.active(name) for name in OUTPUTS[1:]):
+                dark_since = time.monotonic()
+            elif time.monotonic() - dark_since >= quiet_s:
+                return
+            time.sleep(0.05)
 
     def _decision(self, mark: Mark, expect: Expect, seen: Seen, timeout: float) -> None:
         records: list[JournalRecord] = []

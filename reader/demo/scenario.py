@@ -63,9 +63,9 @@ class Demo:
         self.out = out
         self.fast = fast
         self.stream = stream or sys.stdout
-        self.release_s = 1.0 if fast else 2.0
-        self.held_open_s = 1.0 if fast else 3.0
-        self.pause_s = 0.0 if fast else 0.8  # a moment to read each step
+        self.release_s = 1.0 if fast else 1.5
+        self.held_open_s = 1.0 if fast else 2.0
+        self.pause_s = 0.0 if fast else 0.5  # a moment to read each step
         self.qr_at_s = 2.5  # when Bob's code appears in the camera's video
         self.t0 = time.monotonic()
         self.step_no = 0
