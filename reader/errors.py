@@ -12,6 +12,8 @@ Each package that may not import another has its own root (``drivers`` and
     +-- ConfigError (ValueError)      a wrong setting, option or file a setting names
     +-- CommandFailed                 a command's own failure, with its exit status
     +-- ControlError (ConnectionError)  the running daemon cannot be reached, or refused
+    +-- SiteError                     the demo's (or a benchmark's) simulated site failed
+        +-- StepFailed                  a demo step did not get what it expects
 
     GatePassError (ValueError)      reader.gatepass.errors: the credential core
     +-- CborError                     not one well-formed CBOR item within the limits
@@ -71,3 +73,17 @@ class ControlError(GateReaderError, ConnectionError):
     daemon runs (no socket, nothing answers), the socket is not the caller's to use
     (permission), the daemon did not answer in time or answered what is not JSON, or it
     refused the request (its message)."""
+
+
+class SiteError(GateReaderError):
+    """The simulated site of ``gate-reader demo`` and ``bench pipeline`` (``reader.demo``)
+    failed: a ``gate-reader`` command it runs exited non-zero, the daemon it started exited or
+    sent no READY=1 in time, did not stop, refused a control request, or left a journal whose
+    hash chain does not check out. The message says which, with the command's stderr or the
+    daemon's last log lines."""
+
+
+class StepFailed(SiteError):
+    """A step of the demo's scenario did not get what it expects from the daemon: another
+    decision or reason, no decision in time, a relay that moved where it should not (or did
+    not move), door events missing or out of order. The demo then exits 1 naming the step."""

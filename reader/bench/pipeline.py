@@ -51,7 +51,7 @@ from reader.demo.site import (
     remove_runtime,
     runtime_dir,
 )
-from reader.errors import CommandFailed
+from reader.errors import CommandFailed, SiteError
 
 RELEASE_S = 0.1  # short releases: each grant finds the door secured and moves the relay
 CAMERA_FPS = 15
@@ -266,9 +266,12 @@ def run(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     cards = max(args.count, int(args.sustained_s * 4) + 10)
-    with site(cards) as bench:
-        report = in_process(bench, args.count, args.taps, say)
-        report.update(child_figures(bench, args, say))
+    try:
+        with site(cards) as bench:
+            report = in_process(bench, args.count, args.taps, say)
+            report.update(child_figures(bench, args, say))
+    except SiteError as exc:  # the command's one error line, exit 1
+        raise CommandFailed(str(exc)) from None
     read = report["read_to_relay"]
     report = {"p50_ms": read["p50_ms"], "p99_ms": read["p99_ms"], **report}
     if not args.json:

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 
 from offline_cache.journal import JournalRecord
 from reader.demo.process import DECISION_LINE, DaemonProcess, relay_changes
-
-
-class StepFailed(Exception):
-    """A step's expectation was not met; the message says what was seen instead."""
+from reader.errors import StepFailed
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any
 from offline_cache.journal import Journal, JournalRecord
 from offline_cache.store import Store
 from reader.daemon.control import ControlError, request
-from reader.demo.site import GATE_READER, GatePaths, SiteError, child_env
+from reader.demo.site import GATE_READER, GatePaths, child_env
+from reader.errors import SiteError
 
 #: the daemon's decision log line (reader.daemon.pipeline)
 DECISION_LINE = re.compile(r"decision reader=(?P<reader>\S+) kind=(?P<kind>\S+) decision=(?P<decision>\S+) "

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from drivers.camera_sim import background, centred, code_image, scene, write_mjpg
 from drivers.nfc_emulator import CardEmulator, GatePassHolder
-from reader.demo.evidence import Expect, Mark, Seen, StepFailed, Witness, wait_for
+from reader.demo.evidence import Expect, Mark, Seen, Witness, wait_for
 from reader.demo.process import DaemonProcess
 from reader.demo.site import (
     Centre,
@@ -33,13 +33,13 @@ from reader.demo.site import (
     GatePaths,
     LoopbackServer,
     ScannerPty,
-    SiteError,
     free_udp_port,
     gate_config,
     gate_reader,
     remove_runtime,
     runtime_dir,
 )
+from reader.errors import SiteError, StepFailed
 
 BADGE = ("H10301", (90, 324))  # a 26-bit badge: facility 90, card 324
 BADGE_TEXT = "W26:090:00324"  # its canonical text (drivers.wiegand), what the legacy list holds
@@ -136,7 +136,7 @@ class Demo:
                 self._play(centre, daemon, emulator, scanner, people)
                 self._stop(daemon)
                 daemon = None
-        except (StepFailed, SiteError) as exc:
+        except SiteError as exc:  # StepFailed included
             where = f"step {self.step_no}" if self.step_no else "setup"
             self.say()
             self.say(f"FAILED at {where}: {exc}")

@@ -34,17 +34,13 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from reader.errors import SiteError
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 
 GATE_READER = (sys.executable, "-m", "reader")
 LIST_URI = "https://status.demo.example/lists/main"
 LIST_NAME = "main"
 _CHILD_ENV_DROPPED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "RUNTIME_DIRECTORY", "JOURNAL_STREAM")
-
-
-class SiteError(Exception):
-    """A step of the simulated site failed: a command's exit status, a daemon that did not
-    come up, a socket that could not be made. The message names what."""
 
 
 def gate_reader(*args: object, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
