@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reader.errors import ConfigError
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -19,16 +21,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fast", action="store_true", help="shorter releases and no pauses between steps")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR",
-                        help="where the centre, the gate's files and the daemon's log go (default %(default)s; "
-                        "emptied first)")
+                        help="where the centre, the gate's files and the daemon's log go (default %(default)s): "
+                        "a new or empty folder, or one an earlier demo made, which is emptied first")
     parser.set_defaults(func=demo_command)
 
 
 def demo_command(args: argparse.Namespace) -> int:
     import shutil
 
-    from reader.demo.scenario import Demo
+    from reader.demo.scenario import MARKER, Demo
 
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    return Demo(args.out, fast=args.fast).run()
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():  # never empty a folder the demo did not make
+            raise ConfigError(f"--out: {out} holds files an earlier demo did not make; name a new or empty folder")
+        shutil.rmtree(out)
+    return Demo(out, fast=args.fast).run()

@@ -44,6 +44,7 @@ from reader.errors import SiteError, StepFailed
 BADGE = ("H10301", (90, 324))  # a 26-bit badge: facility 90, card 324
 BADGE_TEXT = "W26:090:00324"  # its canonical text (drivers.wiegand), what the legacy list holds
 CAMERA_FPS = 15
+MARKER = ".gate-reader-demo"  # in the output folder: the demo made it (and may empty it next time)
 
 
 def zone_where_it_is(hour: int, now: datetime | None = None) -> tuple[str, str]:
@@ -111,6 +112,7 @@ class Demo:
 
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / MARKER).write_text("made by gate-reader demo; the next demo run empties this folder\n")
         runtime = runtime_dir()
         daemon: DaemonProcess | None = None
         emulator: CardEmulator | None = None

@@ -56,3 +56,17 @@ def test_a_step_the_daemon_decides_otherwise_fails_the_demo_naming_it(tmp_path: 
     text = stream.getvalue()
     assert "FAILED at step 7" in text and "unknown_card" in text, text
     assert "Demo complete" not in text
+
+
+def test_the_demo_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    done = subprocess.run([sys.executable, "-m", "reader", "demo", "--fast", "--out", str(mine)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "earlier demo did not make" in done.stderr, done.stderr
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "file").write_text("x")
+    done = subprocess.run([sys.executable, "-m", "reader", "demo", "--out", str(tmp_path / "file")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "is not a folder" in done.stderr
