@@ -40,7 +40,9 @@ DEFAULT_INTERVAL_S = 30
 # Below 10 s a fleet of gates would load the server for no gain (a sync is bounded by
 # [sync] total_timeout_s anyway); above a day the lists go stale first.
 MIN_INTERVAL_S, MAX_INTERVAL_S = 10, 86400
-# The header UART (GPIO 14/15) under the names Raspberry Pi OS gives it on each model.
+# The header UART (GPIO 14/15) under the names Raspberry Pi OS gives it: serial0 (ttyS0, the
+# mini UART, on a Pi 3 or 4 with Bluetooth on) and ttyAMA0 on a Pi 5 (on a Pi 3 or 4 that one
+# is Bluetooth's unless dtoverlay=disable-bt).
 HEADER_UARTS = ("serial0", "ttyAMA0", "ttyS0")
 _RTC_MODEL = re.compile(r"^[a-z0-9]{2,16}$")
 _MAX_CONFIG_BYTES = 1 << 20
@@ -57,6 +59,7 @@ class Device:
     allow: tuple[str, ...]  # DeviceAllow= specifiers
     group: str  # the group that opens it
     uart: bool = False  # on the Pi's header UART: needs enable_uart and no console there
+    name: str = ""  # the /dev name, for a serial port
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,13 @@ def _tty_device(key: str, name: str) -> Device:
     for prefix, allow in (("ttyACM", ("char-ttyACM",)), ("ttyUSB", ("char-ttyUSB",)),
                           ("ttyAMA", ("char-ttyAMA",)), ("ttyS", ("char-ttyS",))):
         if re.fullmatch(prefix + r"\d*", name):
-            return Device(key, allow, "dialout", uart)
+            return Device(key, allow, "dialout", uart, name)
     if re.fullmatch(r"serial[01]", name):
         # a link to ttyAMA0 or ttyS0, depending on the Pi model and Bluetooth
-        return Device(key, ("char-ttyAMA", "char-ttyS"), "dialout", name == "serial0")
+        return Device(key, ("char-ttyAMA", "char-ttyS"), "dialout", name == "serial0", name)
     if re.fullmatch(r"(serial/by-(id|path)|gate)/[\w.:+@-]+", name):
         # names udev gives USB serial ports: a CDC-ACM scanner or a USB-serial adapter
-        return Device(key, ("char-ttyACM", "char-ttyUSB"), "dialout")
+        return Device(key, ("char-ttyACM", "char-ttyUSB"), "dialout", False, name)
     raise SiteError(f"{key}: {name!r} is not a serial port the installer knows (ttyACM*, ttyUSB*, ttyAMA*, "
                     "ttyS*, serial0, serial/by-id/..., serial/by-path/... or gate/scanner-...)")
 
@@ -282,8 +285,9 @@ def render_boot_block(site: Site, rtc: str | None = None) -> str:
         lines += [
             f"# A reader on the header UART, GPIO 14/15 ({uart_keys}): the UART on, no serial console on it.",
             "enable_uart=1",
+            "# On a Pi 5 the header UART is ttyAMA0 and needs its overlay (serial0 is the debug connector there).",
             "[pi5]",
-            "dtparam=uart0=on",
+            "dtoverlay=uart0-pi5",
             "[all]",
         ]
     if rtc:
@@ -335,20 +339,27 @@ def strip_console(cmdline: str) -> str:
 
 def source_tag(src: Path, wheels: Path | None) -> str:
     """``VERSION-HASH``: the hash covers what the environment is built from (the wheels, or the
-    project's sources), so an unchanged source is never rebuilt and a changed one always is."""
+    project's sources), so an unchanged source is never rebuilt and a changed one always is.
+    From a wheel directory the version is that of its one gate_reader wheel."""
     digest = hashlib.sha256()
     if wheels is not None:
         files = sorted(wheels.glob("*.whl"))
-        if not files:
-            raise SiteError(f"--wheels {wheels}: no .whl files there")
+        ours = [f for f in files if f.name.startswith("gate_reader-")]
+        if len(ours) != 1:
+            raise SiteError(f"--wheels {wheels}: {len(ours)} gate_reader-*.whl files there, not one "
+                            "(make the directory with `pip wheel . -w DIR` from one release)")
+        version = ours[0].name.split("-")[1]
+        base = wheels
     else:
         files = [src / "pyproject.toml", src / "README.md"]
         for package in ("reader", "drivers", "offline_cache"):
             files += sorted(p for p in (src / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    base = wheels if wheels is not None else src
+        version = tomllib.loads((src / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+        base = src
     for path in files:
         digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
-    version = tomllib.loads((src / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+    if not re.fullmatch(r"[\w.+!]+", version):
+        raise SiteError(f"version {version!r} is not a version")
     return f"{version}-{digest.hexdigest()[:12]}"
 
 
@@ -382,6 +393,7 @@ def _render(args: argparse.Namespace) -> None:
         "relay": f"BCM {site.relay_pin} {'active high' if site.relay_active_high else 'active low'}",
         "uart": int(site.uart), "usb_nfc": int(any(d.group == "plugdev" for d in site.devices)),
         "readers": len(site.devices), "sync_root": site.sync_root,
+        "uart_names": ",".join(d.name for d in site.devices if d.uart),
     }
     (out / "summary").write_text("".join(f"{k}={v}\n" for k, v in summary.items()))
 

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,14 +175,19 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
-def test_upgrade_keeps_config_keys_cache_and_journal(cloned: Tree, tmp_path: Path) -> None:
+def test_upgrade_from_a_wheel_directory_keeps_config_keys_cache_and_journal(cloned: Tree, tmp_path: Path) -> None:
+    """The next release, installed offline as from a USB stick: its wheel directory made with
+    `pip wheel . -w DIR` (as the guide says), then install.sh --wheels DIR over the gate."""
     data = _make_gate_data(cloned)
     metas = {p: (Path(p).stat().st_mode, Path(p).stat().st_uid) for p in data}
     old = cloned.path("/opt/gate-reader/.venv").readlink()
     stale = cloned.path("/opt/gate-reader/venvs/0.0.9-000000000000")  # two releases back
     stale.mkdir()
     newer = _source_copy(tmp_path / "newer")
-    result = run_install(cloned.root, "--config", cloned.inputs / "site.toml", src=newer)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", str(newer),
+                    "-w", str(wheels)], check=True, capture_output=True, timeout=600)
+    result = run_install(cloned.root, "--wheels", wheels, src=newer)
     new = cloned.path("/opt/gate-reader/.venv").readlink()
     assert new != old and "building the environment" in result.stdout
     assert (cloned.path("/opt/gate-reader/.venv") / "bin" / "gate-reader").exists()
@@ -258,3 +264,23 @@ def test_a_pi_without_config_txt_is_refused(tmp_path: Path) -> None:
     result = run_install(root, check=False)
     assert result.returncode == 2 and "config.txt" in result.stderr and "relay" in result.stderr
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize(("model", "device", "warned"), [
+    ("Raspberry Pi 5 Model B Rev 1.0", "tty:serial0:pn532", "/dev/serial0 is the debug connector"),
+    ("Raspberry Pi 4 Model B Rev 1.5", "tty:AMA0:pn532", "/dev/ttyAMA0 is the Bluetooth UART"),
+    ("Raspberry Pi 5 Model B Rev 1.0", "tty:AMA0:pn532", None),
+    ("Raspberry Pi 4 Model B Rev 1.5", "tty:serial0:pn532", None),
+])
+def test_a_uart_name_wrong_for_the_pi_model_is_warned(cloned: Tree, model: str, device: str,
+                                                      warned: str | None) -> None:
+    model_file = cloned.path("/proc/device-tree/model")
+    model_file.parent.mkdir(parents=True)
+    model_file.write_bytes(model.encode() + b"\0")
+    replace_text(cloned.path("/etc/gate-reader/gate-reader.toml"),
+                 SITE_CONFIG.replace('"tty:serial0:pn532"', f'"{device}"'))
+    result = run_install(cloned.root)
+    if warned:
+        assert warned in result.stderr
+    else:
+        assert "UART" not in result.stderr and "debug connector" not in result.stderr

@@ -182,5 +182,14 @@ def test_source_tag_changes_with_the_source_and_only_then(tmp_path: Path) -> Non
     assert site.source_tag(src, None) != first
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    with pytest.raises(site.SiteError, match=r"no \.whl"):
+    with pytest.raises(site.SiteError, match="0 gate_reader"):
+        site.source_tag(src, wheels)
+    (wheels / "gate_reader-1.3.0-py3-none-any.whl").write_bytes(b"zip")
+    (wheels / "cbor2-6.3.0-py3-none-any.whl").write_bytes(b"zip")
+    tag = site.source_tag(src, wheels)
+    assert tag.startswith("1.3.0-")  # the wheel's version, not the source's
+    (wheels / "cbor2-6.3.0-py3-none-any.whl").write_bytes(b"another zip")
+    assert site.source_tag(src, wheels) != tag
+    (wheels / "gate_reader-1.2.0-py3-none-any.whl").write_bytes(b"zip")
+    with pytest.raises(site.SiteError, match="2 gate_reader"):
         site.source_tag(src, wheels)
