@@ -10,6 +10,7 @@ input):
 - ``splice FILE BLOCKFILE`` / ``unsplice FILE``: FILE's text with the managed block put in or
   replaced in place, or taken out, on stdout.
 - ``strip-console FILE``: cmdline.txt without a serial console on the header UART, on stdout.
+- ``block-rtc FILE``: the RTC model the block in FILE names (empty when none).
 - ``tag SRC [--wheels DIR]``: the version-hash name of the environment this source makes.
 - ``check-root-json FILE``: refuse a file that is not TUF root metadata.
 
@@ -28,8 +29,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-BEGIN = "# BEGIN gate-reader"
-END = "# END gate-reader"
+from install_bootfiles import BEGIN, END, SiteError, block_rtc, splice, strip_console, unsplice
+
+__all__ = ["BEGIN", "END", "SiteError", "block_rtc", "splice", "strip_console", "unsplice"]  # re-exported
+
 LOCK_TYPES = ("fail_secure", "fail_safe", "turnstile")
 PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
 DRIVERS = ("nfc", "camera", "scanner", "wiegand")
@@ -47,10 +50,6 @@ HEADER_UARTS = ("serial0", "ttyAMA0", "ttyS0")
 _RTC_MODEL = re.compile(r"^[a-z0-9]{2,16}$")
 _MAX_CONFIG_BYTES = 1 << 20
 CONFIG_DIR = "/etc/gate-reader"  # where the installed config lives on the gate
-
-
-class SiteError(ValueError):
-    """A config value the installer cannot install from; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -226,8 +225,10 @@ _HEADER = ("# Rendered by gate-reader's installer from {config}:\n"
            "# edit the config and run the installer again; changes made here are overwritten.\n")
 
 
-def render_service_dropin(site: Site, config: str) -> str:
-    """gate-reader.service.d/50-site.conf: exactly the devices and groups the site needs."""
+def render_service_dropin(site: Site, config: str, config_sha256: str = "") -> str:
+    """gate-reader.service.d/50-site.conf: exactly the devices and groups the site needs. The
+    config's hash is in it because the daemon reads its config once, at start: an edited config
+    changes this file, and the installer restarts the daemon when one of its files changed."""
     sources: list[tuple[str, tuple[str, ...]]] = []  # (why, DeviceAllow= specifiers)
     groups: list[str] = []
     if site.pin_factory == "lgpio":
@@ -240,7 +241,8 @@ def render_service_dropin(site: Site, config: str) -> str:
         sources.append((device.key, device.allow))
         if device.group not in groups:
             groups.append(device.group)
-    lines = [_HEADER.format(config=config) + "[Service]", "SupplementaryGroups="]
+    stamp = f"# config sha256 {config_sha256}\n" if config_sha256 else ""
+    lines = [_HEADER.format(config=config) + stamp + "[Service]", "SupplementaryGroups="]
     if groups:
         lines.append("SupplementaryGroups=" + " ".join(groups))
     lines.append("DeviceAllow=")
@@ -296,47 +298,6 @@ def render_boot_block(site: Site, rtc: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_span(lines: list[str], name: str) -> tuple[int, int] | None:
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END]
-    if not begins and not ends:
-        return None
-    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-        raise SiteError(f"{name}: the '{BEGIN}' ... '{END}' block is broken (markers missing, repeated or "
-                        "out of order); put it right by hand, the installer will not guess")
-    return begins[0], ends[0]
-
-
-def splice(text: str, block: str, name: str) -> str:
-    """``text`` with the managed block replaced in place, or appended when there is none."""
-    lines = text.splitlines(keepends=True)
-    span = _block_span(lines, name)
-    if span is not None:
-        return "".join(lines[:span[0]]) + block + "".join(lines[span[1] + 1:])
-    if text and not text.endswith("\n"):
-        text += "\n"
-    return text + ("\n" if text.strip() else "") + block
-
-
-def unsplice(text: str, name: str) -> str:
-    """``text`` without the managed block (and the blank line splice put before it)."""
-    lines = text.splitlines(keepends=True)
-    span = _block_span(lines, name)
-    if span is None:
-        return text
-    head = lines[:span[0]]
-    if head and not head[-1].strip():
-        head.pop()
-    return "".join(head) + "".join(lines[span[1] + 1:])
-
-
-def strip_console(cmdline: str) -> str:
-    """cmdline.txt (one line) without ``console=`` on the header UART; other consoles stay."""
-    words = cmdline.split()
-    kept = [w for w in words if not re.fullmatch(r"console=(serial0|ttyAMA0|ttyS0)(,\S*)?", w)]
-    return cmdline if kept == words else " ".join(kept) + "\n"
-
-
 def source_tag(src: Path, wheels: Path | None) -> str:
     """``VERSION-HASH``: the hash covers what the environment is built from (the wheels, or the
     project's sources), so an unchanged source is never rebuilt and a changed one always is.
@@ -385,7 +346,8 @@ def _render(args: argparse.Namespace) -> None:
     site = load_site(args.config)
     config = args.name or str(args.config)
     out: Path = args.out
-    (out / "gate-reader.service.conf").write_text(render_service_dropin(site, config))
+    digest = hashlib.sha256(args.config.read_bytes()).hexdigest()[:16]
+    (out / "gate-reader.service.conf").write_text(render_service_dropin(site, config, digest))
     (out / "gate-reader-sync.timer.conf").write_text(render_timer_dropin(site, config))
     (out / "config.txt.block").write_text(render_boot_block(site, args.rtc))
     summary = {
@@ -406,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--rtc")
     p.add_argument("--name", help="the config's path as the gate sees it, for the drop-ins' comments")
-    for name in ("splice", "unsplice", "strip-console", "check-root-json"):
+    for name in ("splice", "unsplice", "strip-console", "check-root-json", "block-rtc"):
         p = sub.add_parser(name)
         p.add_argument("file", type=Path)
         if name == "splice":
@@ -424,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(splice(args.file.read_text("utf-8"), args.block.read_text("utf-8"), str(args.file)))
         elif args.command == "unsplice":
             sys.stdout.write(unsplice(args.file.read_text("utf-8"), str(args.file)))
+        elif args.command == "block-rtc":
+            print(block_rtc(args.file.read_text("utf-8"), str(args.file)) or "")
         elif args.command == "strip-console":
             sys.stdout.write(strip_console(args.file.read_text("utf-8")))
         elif args.command == "check-root-json":

@@ -56,6 +56,9 @@ def test_files_land_where_they_belong_with_their_modes(installed: Tree) -> None:
         "/etc/systemd/system/gate-reader.service.d/50-site.conf": (0o644, 0, 0),
         "/etc/systemd/system/gate-reader-sync.timer.d/50-site.conf": (0o644, 0, 0),
         "/opt/gate-reader/scripts/install.sh": (0o755, 0, 0),
+        "/opt/gate-reader/scripts/install_files.sh": (0o644, 0, 0),
+        "/opt/gate-reader/scripts/install_site.py": (0o644, 0, 0),
+        "/opt/gate-reader/scripts/install_bootfiles.py": (0o644, 0, 0),
         "/opt/gate-reader/docs/install-guide.md": (0o644, 0, 0),
         **{f"/usr/local/lib/systemd/system/{unit}": (0o644, 0, 0) for unit in GATE_UNITS},
     }
@@ -128,7 +131,11 @@ def test_edited_config_is_kept_and_its_values_rendered(cloned: Tree) -> None:
     edited = SITE_CONFIG.replace("interval_s = 60", "interval_s = 120  # edited on site")
     replace_text(config, edited)
     other = cloned.inputs / "site.toml"  # the site file given again: must not replace the edit
+    service_dropin = cloned.path("/etc/systemd/system/gate-reader.service.d/50-site.conf")
+    before_edit = service_dropin.read_text()
     result = run_install(cloned.root, "--config", other)
+    # the daemon reads its config once: the edit changes its drop-in, so a live install restarts it
+    assert service_dropin.read_text() != before_edit
     assert config.read_text() == edited
     assert "kept the gate's own /etc/gate-reader/gate-reader.toml" in result.stderr
     dropin = cloned.path("/etc/systemd/system/gate-reader-sync.timer.d/50-site.conf").read_text()
@@ -201,7 +208,8 @@ def test_upgrade_from_a_wheel_directory_keeps_config_keys_cache_and_journal(clon
 
 def test_uninstall_keeps_journal_and_cache(cloned: Tree) -> None:
     data = _make_gate_data(cloned)
-    result = run_install(cloned.root, "--uninstall")
+    # as the guide says: with the installer's copy on the gate, which removes its own folder
+    result = run_install(cloned.root, "--uninstall", src=cloned.path("/opt/gate-reader"))
     assert {p: Path(p).read_bytes() for p in data} == data
     assert "kept /etc/gate-reader" in result.stdout
     gone = ["/opt/gate-reader", "/usr/local/bin/gate-reader", "/etc/udev/rules.d/70-gate-reader.rules",
@@ -216,6 +224,12 @@ def test_uninstall_keeps_journal_and_cache(cloned: Tree) -> None:
 
 def test_purge_removes_config_cache_and_keys(cloned: Tree) -> None:
     _make_gate_data(cloned)
+    replace_text(cloned.path("/boot/firmware/config.txt"), CONFIG_TXT + "# BEGIN gate-reader\n")  # broken
+    before = tree_sum(cloned.root)
+    result = run_install(cloned.root, "--uninstall", "--purge", check=False)
+    assert result.returncode == 2 and "block is broken" in result.stderr
+    assert tree_sum(cloned.root) == before  # refused before removing anything
+    replace_text(cloned.path("/boot/firmware/config.txt"), CONFIG_TXT)
     run_install(cloned.root, "--uninstall", "--purge")
     assert not cloned.path("/etc/gate-reader").exists()
     assert not cloned.path("/var/lib/gate-reader").exists()
@@ -284,3 +298,32 @@ def test_a_uart_name_wrong_for_the_pi_model_is_warned(cloned: Tree, model: str, 
         assert warned in result.stderr
     else:
         assert "UART" not in result.stderr and "debug connector" not in result.stderr
+
+
+def test_time_sync_is_enabled_chrony_first_and_an_rtc_reported(cloned: Tree) -> None:
+    units = cloned.path("/usr/lib/systemd/system")
+    units.mkdir(parents=True)
+    (units / "systemd-timesyncd.service").write_text("[Service]\nExecStart=/bin/true\n[Install]\n"
+                                                     "WantedBy=sysinit.target\n")
+    rtc = cloned.path("/sys/class/rtc/rtc0")
+    rtc.mkdir(parents=True)
+    (rtc / "name").write_text("rpi-rtc soc:rpi_rtc\n")
+    result = run_install(cloned.root)
+    assert cloned.path("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service").is_symlink()
+    assert "real-time clock found: rtc0 (rpi-rtc soc:rpi_rtc)" in result.stdout
+    # chrony, where installed, is the one enabled
+    (units / "chrony.service").write_text("[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    result = run_install(cloned.root)
+    assert "chrony.service enabled" in result.stdout
+    assert cloned.path("/etc/systemd/system/multi-user.target.wants/chrony.service").is_symlink()
+
+
+def test_an_rtc_chip_given_once_stays_until_taken_out(cloned: Tree) -> None:
+    config_txt = cloned.path("/boot/firmware/config.txt")
+    run_install(cloned.root, "--rtc", "ds3231")
+    assert "\ndtoverlay=i2c-rtc,ds3231\n" in config_txt.read_text()
+    before = tree_sum(cloned.root)
+    run_install(cloned.root)  # an upgrade without --rtc must not lose the clock
+    assert tree_sum(cloned.root) == before
+    run_install(cloned.root, "--rtc", "none")
+    assert "i2c-rtc" not in config_txt.read_text()

@@ -158,6 +158,9 @@ def test_block_starts_and_ends_in_all_so_it_never_moves_other_lines_into_a_filte
     filters = [line for line in lines if line.startswith("[")]
     assert filters[0] == "[all]" and filters[-1] == "[all]"
     assert "dtoverlay=i2c-rtc,ds3231" in lines
+    text = site.splice(CONFIG_TXT, site.render_boot_block(gate, "ds3231"), "config.txt")
+    assert site.block_rtc(text, "config.txt") == "ds3231"
+    assert site.block_rtc(CONFIG_TXT + "dtoverlay=i2c-rtc,pcf8523\n", "config.txt") is None  # not ours
 
 
 def test_serial_console_is_removed_only_from_the_header_uart() -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "scripts" / "install.sh"
@@ -143,9 +144,16 @@ def replace_text(path: Path, text: str) -> None:
 
 
 
-# scripts/install_site.py, the installer's helper, as a module (scripts/ is not a package)
-_spec = importlib.util.spec_from_file_location("install_site", REPO / "scripts" / "install_site.py")
-assert _spec is not None and _spec.loader is not None
-site = importlib.util.module_from_spec(_spec)
-sys.modules["install_site"] = site  # dataclasses look their module up while the class is made
-_spec.loader.exec_module(site)
+# scripts/install_site.py, the installer's helper, as a module (scripts/ is not a package), with
+# scripts/install_bootfiles.py, which it imports by name as it does when run from scripts/
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("install_bootfiles")
+site = _load("install_site")
