@@ -279,8 +279,8 @@ install_boot() {
         say "wrote the gate-reader block in ${BOOT_CONFIG#"$ROOT"} (takes effect at the next boot)"
         REBOOT=1
     fi
-    local model
-    model=$(tr -d '\0' < "$P/proc/device-tree/model" 2>/dev/null || true)
+    local model=""
+    if [ -r "$P/proc/device-tree/model" ]; then model=$(tr -d '\0' < "$P/proc/device-tree/model"); fi
     case "$model,${SITE[uart_names]}" in
         *"Raspberry Pi 5"*,*serial0*) warn "on this $model, /dev/serial0 is the debug connector, not GPIO 14/15: name the reader's device /dev/ttyAMA0 (nfc: tty:AMA0:pn532)" ;;
         *"Raspberry Pi "[34]*,*ttyAMA0*) warn "on this $model, /dev/ttyAMA0 is the Bluetooth UART: name the reader's device /dev/serial0 (nfc: tty:serial0:pn532)" ;;
