@@ -73,15 +73,22 @@ class Daemon:
         if answers(config.daemon.socket_path):  # before any pin is touched
             raise ConfigError(f"daemon.runtime_dir: a daemon for this gate already answers at "
                               f"{config.daemon.socket_path}")
-        self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
-        state = load_state(self.store, config.gate.trust)
-        for problem in state.problems:
-            log.warning("cache: %s", problem)
         try:
             self.factory = make_pin_factory(door_config.pin_factory)
         except DriverConfigError as exc:
             raise ConfigError(str(exc)) from None
         pipeline_ref: list[Pipeline] = []
+        # Every source is built (checked, not started) before the cache is opened or a pin
+        # driven: a driver key or value the config gets wrong stops the start with nothing
+        # journaled and nothing claimed, as every other config mistake does.
+        sources: list[SourceSet] = [SourceSet(config.readers, lambda reader: build_source(
+            reader, lambda p: pipeline_ref[0].submit_presentation(p), gate_id=config.gate.id,
+            pin_factory=self.factory), stall_s=config.daemon.source_stall_s)]
+        self.sources = sources[0]
+        self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
+        state = load_state(self.store, config.gate.trust)
+        for problem in state.problems:
+            log.warning("cache: %s", problem)
         try:
             self.door = DoorIO(door_config.settings, self.factory,
                                on_event=lambda event: pipeline_ref[0].submit_input(event) if pipeline_ref else None)
@@ -91,7 +98,6 @@ class Daemon:
         machine = DoorMachine(release_s=settings.release_s, held_open_s=door_config.held_open_s,
                               turnstile=settings.lock_type == "turnstile", has_contact=door_config.has_contact,
                               now=self.clock.monotonic(), alarm_repeat_s=door_config.alarm_repeat_s)
-        sources: list[SourceSet] = []
         pipeline = Pipeline(config, self.store, state, self.door, machine, self.clock,
                             sources_health=lambda: sources[0].health() if sources else {},
                             sources_healthy=lambda now: sources[0].healthy(now) if sources else True,
@@ -104,10 +110,6 @@ class Daemon:
                            "detail": f"pid {os.getpid()}, {len(config.readers)} readers"}])
         pipeline.restore_lockdown()
         pipeline_ref.append(pipeline)
-        self.sources = SourceSet(config.readers, lambda reader: build_source(
-            reader, pipeline.submit_presentation, gate_id=config.gate.id, pin_factory=self.factory),
-            stall_s=config.daemon.source_stall_s)
-        sources.append(self.sources)
         pipeline.start()
         self.sources.start()
         self.control = ControlServer(config.daemon.socket_path, self._control)
