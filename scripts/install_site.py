@@ -70,6 +70,7 @@ class Site:
     relay_active_high: bool
     devices: tuple[Device, ...]
     sync_root: str = "/etc/gate-reader/root.json"  # where the pinned TUF root goes, as the gate sees it
+    metrics_dir: str | None = None  # [metrics] textfile's folder: the one place outside its own the daemon writes
 
     @property
     def uart(self) -> bool:
@@ -198,7 +199,14 @@ def load_site(path: Path) -> Site:
     if not isinstance(readers, list):
         raise SiteError("readers: must be an array of tables ([[readers]])")
     devices = tuple(d for i, r in enumerate(readers) if (d := _reader_device(i, r)) is not None)
-    site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root)
+    metrics = _table(data, "metrics")
+    textfile = metrics.get("textfile")
+    if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith(".prom")
+                                 or "\0" in textfile or "\n" in textfile or len(textfile) > 4096):
+        raise SiteError(f"metrics.textfile: {textfile!r} is not the path of a .prom file")
+    metrics_dir = None if textfile is None else posixpath.dirname(posixpath.normpath(
+        posixpath.join(CONFIG_DIR, textfile)))
+    site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root, metrics_dir)
     if site.uart and pin in (14, 15):
         raise SiteError(f"door.relay.pin: GPIO {pin} is the header UART, which a reader here uses")
     return site
@@ -253,6 +261,9 @@ def render_service_dropin(site: Site, config: str, config_sha256: str = "") -> s
             lines.append(f"# {why}")
             lines += [f"DeviceAllow={spec} rw" for spec in new]
             allowed.update(new)
+    if site.metrics_dir is not None:  # ProtectSystem=strict: the metrics textfile's folder, and only it
+        lines += ["# [metrics] textfile (a missing folder is not an error: the daemon logs that it cannot write)",
+                  f"ReadWritePaths=-{site.metrics_dir}"]
     return "\n".join(lines) + "\n"
 
 

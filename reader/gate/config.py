@@ -28,8 +28,8 @@ from reader.gate.schedules import check_name
 from reader.gatepass.files import read_limited
 from reader.gatepass.verdict import Policy
 
-__all__ = ["MAX_NUMBER", "Config", "ConfigErrors", "DaemonConfig", "DoorConfig", "ReaderConfig", "check_config_text",
-           "load_config", "parse_config", "read_config_text"]
+__all__ = ["MAX_NUMBER", "Config", "ConfigErrors", "DaemonConfig", "DoorConfig", "MetricsConfig", "ReaderConfig",
+           "check_config_text", "load_config", "parse_config", "read_config_text"]
 
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_RUNTIME_DIR = Path("/run/gate-reader")
@@ -126,6 +126,14 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: the daemon's Prometheus textfile (node_exporter's textfile collector)."""
+
+    textfile: Path
+    interval_s: float = 10.0  # how often the daemon replaces it
+
+
+@dataclass(frozen=True)
 class Config:
     gate: GateConfig
     cache: CacheConfig
@@ -137,6 +145,7 @@ class Config:
     readers: tuple[ReaderConfig, ...] = ()
     site: SitePolicy = field(default_factory=SitePolicy)  # the local reader policy
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    metrics: MetricsConfig | None = None  # no metrics file unless configured
 
 
 def _gate(table: Table, cache_path: Path | None) -> GateConfig:
@@ -152,6 +161,14 @@ def _gate(table: Table, cache_path: Path | None) -> GateConfig:
         except ValueError as exc:
             group = table.fail(f"gate.group: {exc}")
     return GateConfig(gate_id, key, table.file("trust"), group, table.text("timezone"))  # type: ignore[arg-type]
+
+
+def _metrics(table: Table) -> MetricsConfig:
+    textfile = table.file("textfile", required=True)
+    if textfile is not None and textfile.suffix != ".prom":
+        textfile = table.fail(f"metrics.textfile: must end in .prom (the only files node_exporter's textfile "
+                              f"collector reads), not {str(textfile)!r}")
+    return MetricsConfig(textfile, float(table.number("interval_s", 10.0, minimum=1.0, inclusive=True)))
 
 
 def _cache(table: Table) -> CacheConfig:
@@ -246,6 +263,7 @@ def parse_config(text: str, source: Path | None = None, *, errors: ConfigErrors 
         readers=tuple(readers),
         site=site,
         daemon=optional(root, "daemon", _daemon) or DaemonConfig(),
+        metrics=optional(root, "metrics", _metrics),
     )
     if config.door is not None:
         _check_pins(root, config.door, config.readers)

@@ -115,3 +115,13 @@ def test_a_reader_check_refusal_is_an_error_with_its_key(tmp_path: Path) -> None
 def test_device_paths_are_the_files_the_drivers_open(driver: str, device: object, path: str | None) -> None:
     got = device_path(ReaderConfig(0, "r", driver, device))  # type: ignore[arg-type]
     assert (None if got is None else str(got)) == path
+
+
+@pytest.mark.parametrize(("metrics", "message"), [
+    ('textfile = "/var/lib/x/gate.txt"', "metrics.textfile: must end in .prom"),
+    ('textfile = "/var/lib/x/gate.prom"\ninterval_s = 0.5', "metrics.interval_s: must be a finite number at least 1"),
+    ("interval_s = 10", "metrics.textfile: missing"),
+])
+def test_a_metrics_table_that_cannot_work_is_refused_with_its_key(tmp_path: Path, metrics: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(f'[gate]\nid = "g"\n[cache]\npath = "c.db"\n[metrics]\n{metrics}\n', tmp_path / "gate.toml")

@@ -196,3 +196,14 @@ def test_source_tag_changes_with_the_source_and_only_then(tmp_path: Path) -> Non
     (wheels / "gate_reader-1.2.0-py3-none-any.whl").write_bytes(b"zip")
     with pytest.raises(site.SiteError, match="2 gate_reader"):
         site.source_tag(src, wheels)
+
+
+def test_the_metrics_textfile_folder_is_the_one_more_place_the_daemon_may_write(tmp_path: Path) -> None:
+    gate = _site(tmp_path, '[door]\npin_factory = "mock"\n[metrics]\n'
+                           'textfile = "/var/lib/node_exporter/textfile_collector/gate_reader.prom"\n')
+    dropin = site.render_service_dropin(gate, "x")
+    assert dropin.endswith("\nReadWritePaths=-/var/lib/node_exporter/textfile_collector\n")
+    for bad in ('textfile = "/var/lib/x/gate.txt"', "textfile = 5", 'textfile = "/a\\nb.prom"'):
+        with pytest.raises(site.SiteError, match=r"^metrics\.textfile:"):
+            _site(tmp_path, f"[metrics]\n{bad}\n")
+    assert "ReadWritePaths" not in site.render_service_dropin(_site(tmp_path, "[door]\n"), "x")
