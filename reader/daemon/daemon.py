@@ -29,6 +29,7 @@ from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
 from reader.daemon.control import ControlServer, answers
 from reader.daemon.health import write_health
+from reader.daemon.metrics import MetricsWriter
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
 from reader.daemon.sources import SourceSet, build_source
@@ -63,6 +64,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.sources: SourceSet | None = None
         self.control: ControlServer | None = None
+        self.metrics: MetricsWriter | None = None
         self.factory: Any = None
 
     # -- start ------------------------------------------------------------------------------
@@ -117,6 +119,12 @@ class Daemon:
             self.control.start()
         except OSError as exc:
             raise ConfigError(f"daemon.runtime_dir: cannot serve the control socket: {exc}") from None
+        if config.metrics is not None:
+            self.metrics = MetricsWriter(
+                config.metrics.textfile, config.metrics.interval_s, gate_id=config.gate.id, version=_version(),
+                cache=config.cache.path, skew_s=config.policy.skew_s, decisions=pipeline.metrics,
+                health=lambda: pipeline.request("status").wait(_REPLY_TIMEOUT_S))
+            self.metrics.start()
         self._started = True
         self.notifier.ready(f"{len(config.readers)} readers, door secured")
         log.info("gate %s running: %d readers, control socket %s", config.gate.id, len(config.readers),
@@ -186,13 +194,13 @@ class Daemon:
         self._started = False
         self.notifier.stopping()
         assert self.pipeline is not None and self.door is not None
-        for part in (self.control, self.sources):
+        for part in (self.metrics, self.control, self.sources):
             if part is not None:
                 try:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
-        self.control = self.sources = None
+        self.metrics = self.control = self.sources = None  # type: ignore[assignment]
         self.pipeline.stop()
         machine = self.pipeline.machine
         try:
@@ -211,13 +219,13 @@ class Daemon:
 
     def _close_partial(self) -> None:
         """Close what was made, in reverse order (also after a start that failed half-way)."""
-        for part in (self.control, self.sources):
+        for part in (self.metrics, self.control, self.sources):
             if part is not None:
                 try:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
-        self.control = self.sources = None
+        self.metrics = self.control = self.sources = None  # type: ignore[assignment]
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.door is not None:
@@ -296,6 +304,15 @@ class Daemon:
             self.pipeline.request("wedge", seconds=seconds)
             return {"wedged_s": seconds}
         raise ValueError("sim: action must be input, pin, wiegand or wedge")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gate-reader")
+    except metadata.PackageNotFoundError:  # a source tree never installed
+        return "unknown"
 
 
 def run_daemon(config: Config, *, clock: TimeSource | None = None, notifier: Notifier | None = None) -> int:
