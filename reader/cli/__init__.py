@@ -67,6 +67,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run the gate daemon: readers, decisions, door", "reader.cli.run:configure_run", _CACHE),
     "lockdown": Command("set or end a lockdown through the running daemon", "reader.cli.run:configure_lockdown"),
     "bench": Command("measure speed figures and print them", "reader.cli.bench:configure"),
+    "diag": Command("diagnostics at the gate: relay, leds, buzzer, inputs, nfc, camera, scanner, wiegand, clock, "
+                    "cache, sync, selftest", "reader.cli.diag:configure", _CACHE),
     "check-config": Command("check a gate's configuration: every error at once, with its key path",
                             "reader.cli.ops:configure_check_config"),
 }
