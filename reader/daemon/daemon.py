@@ -37,6 +37,7 @@ from reader.errors import ConfigError
 from reader.gate.cache import open_cache
 from reader.gate.clock import SystemTime, TimeSource
 from reader.gate.config import Config, load_config
+from reader.gate.diagnostics.door import with_diag_overlays
 from reader.gate.door_machine import DoorMachine
 from reader.gate.state import load_state
 
@@ -92,7 +93,8 @@ class Daemon:
         for problem in state.problems:
             log.warning("cache: %s", problem)
         try:
-            self.door = DoorIO(door_config.settings, self.factory,
+            # The diagnostics' LED and buzzer patterns too (times only: no output changes).
+            self.door = DoorIO(with_diag_overlays(door_config.settings), self.factory,
                                on_event=lambda event: pipeline_ref[0].submit_input(event) if pipeline_ref else None)
         except DriverConfigError as exc:
             raise ConfigError(str(exc)) from None
