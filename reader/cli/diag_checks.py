@@ -142,7 +142,8 @@ def selftest(context: Context) -> list[CheckResult]:
     if config.door is not None:
         checks.append(("daemon", lambda: _daemon(context)))
         checks.append(("inputs", lambda: door.check_inputs(context.door(journal=False), 0, quiet)))
-    checks += [("cache", lambda: state.check_cache(config)), ("sync", lambda: state.check_sync(config,
-                                                                                               context.run_sync))]
+    # The live sync first: the cache then shows what the gate holds after it.
+    checks += [("sync", lambda: state.check_sync(config, context.run_sync)),
+               ("cache", lambda: state.check_cache(config))]
     checks += [(f"{r.driver} {r.name}", _reader_check(context, r)) for r in config.readers]
     return run_checks(checks)
