@@ -358,17 +358,30 @@ activate() {
     fi
 }
 
-# The last step. Phase 2 runs `gate-reader diag selftest` here and stops on a failure; until it
-# exists this reports what was installed and what to run next.
+# The last step: the selftest (`gate-reader diag selftest`, every check that needs no person). A
+# failure does not undo anything: the gate is installed, and the table says what is missing and how
+# to fix each part (the sync server down, a reader not plugged in...). Without this machine's own
+# systemd (--root, a chroot) nothing runs and the config's paths are not this tree's: only the
+# config is checked.
 post_install_check() {
-    local size
+    local size gate_reader=$OPT/.venv/bin/gate-reader status=0
     size=$(du -sm "$OPT/venvs/$TAG" | cut -f1)
     say "done: gate-reader $TAG (environment ${size} MB) in ${OPT#"$ROOT"}, config ${CONFIG#"$ROOT"}"
     say "  sync every ${SITE[interval_s]} s; door ${SITE[lock_type]}, relay ${SITE[relay]}, pins via ${SITE[pin_factory]}; ${SITE[readers]} reader device(s) allowed"
     [ "${REBOOT:-0}" = 0 ] || say "  config.txt or cmdline.txt changed: reboot so the boot-time settings take effect (sudo reboot)"
-    say "next: systemctl status gate-reader"
-    say "      gate-reader status --config /etc/gate-reader/gate-reader.toml"
-    say "      then the commissioning checklist in /opt/gate-reader/docs/install-guide.md"
+    if [ "$LIVE" = 0 ]; then
+        "$gate_reader" check-config --config "$CONFIG" | sed 's/^/install: check-config: /' || status=$?
+        [ "$status" = 0 ] || warn "the config has errors (above): the daemon does not start until they are fixed"
+        not_run "gate-reader diag selftest --config /etc/gate-reader/gate-reader.toml"
+        return
+    fi
+    say "selftest (gate-reader diag selftest --config /etc/gate-reader/gate-reader.toml):"
+    "$gate_reader" diag selftest --config "$CONFIG" | sed 's/^/install:   /' || status=$?
+    if [ "$status" = 0 ]; then
+        say "selftest: all pass; next: the commissioning checklist in /opt/gate-reader/docs/install-guide.md"
+    else
+        warn "installed, but the selftest found problems (above): each FAIL names its likely cause and the next step; fix them, then run: sudo gate-reader diag selftest"
+    fi
 }
 
 uninstall() {

@@ -139,7 +139,7 @@ def check_sync(config: Config, sync: Callable[[], SyncReport]) -> CheckResult:
     if check.startswith("sync.root"):
         cause, step = "the pinned TUF root.json is missing or unreadable", "install.sh --root-json FILE"
     values["error"] = error
-    return failed("sync", f"FAILED: {error}", cause, step, **values)
+    return failed("sync", error, cause, step, **values)
 
 
 def check_daemon(config: Config, live: dict[str, Any] | None, error: str | None) -> CheckResult:
