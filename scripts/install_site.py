@@ -71,6 +71,7 @@ class Site:
     devices: tuple[Device, ...]
     sync_root: str = "/etc/gate-reader/root.json"  # where the pinned TUF root goes, as the gate sees it
     metrics_dir: str | None = None  # [metrics] textfile's folder: the one place outside its own the daemon writes
+    metrics_listen: bool = False  # [metrics] listen: a loopback port, which the unit otherwise forbids
 
     @property
     def uart(self) -> bool:
@@ -206,7 +207,8 @@ def load_site(path: Path) -> Site:
         raise SiteError(f"metrics.textfile: {textfile!r} is not the path of a .prom file")
     metrics_dir = None if textfile is None else posixpath.dirname(posixpath.normpath(
         posixpath.join(CONFIG_DIR, textfile)))
-    site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root, metrics_dir)
+    site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root, metrics_dir,
+                "listen" in metrics)
     if site.uart and pin in (14, 15):
         raise SiteError(f"door.relay.pin: GPIO {pin} is the header UART, which a reader here uses")
     return site
@@ -264,6 +266,9 @@ def render_service_dropin(site: Site, config: str, config_sha256: str = "") -> s
     if site.metrics_dir is not None:  # ProtectSystem=strict: the metrics textfile's folder, and only it
         lines += ["# [metrics] textfile (a missing folder is not an error: the daemon logs that it cannot write)",
                   f"ReadWritePaths=-{site.metrics_dir}"]
+    if site.metrics_listen:  # the daemon's config accepts loopback addresses only
+        lines += ["# [metrics] listen: a port on the loopback interface, nothing else",
+                  "RestrictAddressFamilies=AF_INET AF_INET6", "IPAddressAllow=localhost"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,10 @@
-"""The daemon's metrics textfile: every ``[metrics] interval_s`` a thread of its own renders
-the gate's metrics (``reader.gate.metrics``) and replaces ``[metrics] textfile`` atomically
+"""The daemon's metrics: every ``[metrics] interval_s`` a thread of its own renders the gate's
+metrics (``reader.gate.metrics``) and replaces ``[metrics] textfile`` atomically
 (``offline_cache.files.write_atomic``, mode 0644, so node_exporter's textfile collector,
-running as another user, reads it whole or not at all). No port is opened.
+running as another user, reads it whole or not at all). No port is opened, unless
+``[metrics] listen`` names a loopback address: then prometheus-client (the ``metrics`` extra)
+serves the last rendering there (:class:`MetricsEndpoint`; a scrape never makes the gate
+render or read anything: its cost is bounded by the interval, whoever scrapes how often).
 
 The daemon's health comes from the decision worker (a ``status`` request, as the control
 socket asks it, so nothing is read while the worker changes it); a worker that does not
@@ -21,6 +24,7 @@ from typing import Any
 from offline_cache.errors import StoreError
 from offline_cache.files import write_atomic
 from offline_cache.store import Store
+from reader.errors import ConfigError
 from reader.gate.clock import system_clock_synchronised
 from reader.gate.metrics import DecisionMetrics, Family, health_families, render, store_facts, store_families
 
@@ -29,12 +33,49 @@ log = logging.getLogger(__name__)
 _HEALTH_TIMEOUT_S = 2.0
 
 
-class MetricsWriter:
-    """Writes the textfile every ``interval_s`` until :meth:`close` (which writes it once more)."""
+class MetricsEndpoint:
+    """``text``, as the Prometheus exposition, on ``http://HOST:PORT/metrics`` (prometheus-client's
+    server, a thread of its own). Made at the daemon's start, before anything else: a missing
+    library or a port in use is a configuration error then, with nothing started."""
 
-    def __init__(self, path: Path, interval_s: float, *, gate_id: str, version: str, cache: Path, skew_s: float,
-                 decisions: DecisionMetrics, health: Callable[[], dict[str, Any] | None]) -> None:
-        self.path = Path(path)
+    def __init__(self, listen: tuple[str, int]) -> None:
+        host, port = listen
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError:
+            raise ConfigError("metrics.listen: needs prometheus-client (pip install 'gate-reader[metrics]'); "
+                              "or leave listen out and use metrics.textfile") from None
+        self.text = ""
+        endpoint = self
+
+        class _Rendered:
+            def collect(self) -> Any:
+                return text_string_to_metric_families(endpoint.text)
+
+        registry = CollectorRegistry()
+        registry.register(_Rendered())
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.address = f"{host}:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(2.0)
+
+
+class MetricsWriter:
+    """Renders every ``interval_s`` (into the textfile, the endpoint, or both) until
+    :meth:`close`, which renders once more."""
+
+    def __init__(self, path: Path | None, interval_s: float, *, gate_id: str, version: str, cache: Path,
+                 skew_s: float, decisions: DecisionMetrics, health: Callable[[], dict[str, Any] | None],
+                 endpoint: MetricsEndpoint | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.endpoint = endpoint
         self.interval_s = interval_s
         self.gate_id = gate_id
         self.version = version
@@ -66,16 +107,19 @@ class MetricsWriter:
     def write_once(self) -> bool:
         try:
             text = self.render()
-            write_atomic(self.path, text.encode("utf-8"), 0o644)
+            if self.endpoint is not None:
+                self.endpoint.text = text
+            if self.path is not None:
+                write_atomic(self.path, text.encode("utf-8"), 0o644)
         except (OSError, StoreError, ValueError) as exc:
             message = f"{type(exc).__name__}: {exc}"
             if self._failing is None:
-                log.warning("metrics: cannot write %s (%s); trying again every %g s", self.path, message,
+                log.warning("metrics: cannot write %s (%s); trying again every %g s", self.path or "them", message,
                             self.interval_s)
             self._failing = message
             return False
         if self._failing is not None:
-            log.info("metrics: %s written again", self.path)
+            log.info("metrics: %s written again", self.path or "rendered")
             self._failing = None
         self.writes += 1
         return True
@@ -108,3 +152,5 @@ class MetricsWriter:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self.endpoint is not None:
+            self.endpoint.close()

@@ -28,8 +28,8 @@ from reader.gate.schedules import check_name
 from reader.gatepass.files import read_limited
 from reader.gatepass.verdict import Policy
 
-__all__ = ["MAX_NUMBER", "Config", "ConfigErrors", "DaemonConfig", "DoorConfig", "MetricsConfig", "ReaderConfig",
-           "check_config_text", "load_config", "parse_config", "read_config_text"]
+__all__ = ["LOOPBACK", "MAX_NUMBER", "Config", "ConfigErrors", "DaemonConfig", "DoorConfig", "MetricsConfig",
+           "ReaderConfig", "check_config_text", "load_config", "parse_config", "read_config_text"]
 
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_RUNTIME_DIR = Path("/run/gate-reader")
@@ -127,10 +127,15 @@ class DaemonConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """``[metrics]``: the daemon's Prometheus textfile (node_exporter's textfile collector)."""
+    """``[metrics]``: the daemon's Prometheus metrics, as a textfile (node_exporter's textfile
+    collector) and/or on a localhost endpoint (prometheus-client, the ``metrics`` extra)."""
 
-    textfile: Path
-    interval_s: float = 10.0  # how often the daemon replaces it
+    textfile: Path | None
+    interval_s: float = 10.0  # how often the daemon renders them (and replaces the file)
+    listen: tuple[str, int] | None = None  # (loopback address, port): never a port open to the network
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -164,11 +169,25 @@ def _gate(table: Table, cache_path: Path | None) -> GateConfig:
 
 
 def _metrics(table: Table) -> MetricsConfig:
-    textfile = table.file("textfile", required=True)
+    textfile = table.file("textfile", required="listen" not in table.data)
     if textfile is not None and textfile.suffix != ".prom":
         textfile = table.fail(f"metrics.textfile: must end in .prom (the only files node_exporter's textfile "
                               f"collector reads), not {str(textfile)!r}")
-    return MetricsConfig(textfile, float(table.number("interval_s", 10.0, minimum=1.0, inclusive=True)))
+    return MetricsConfig(textfile, float(table.number("interval_s", 10.0, minimum=1.0, inclusive=True)),
+                         _listen(table))
+
+
+def _listen(table: Table) -> tuple[str, int] | None:
+    """``listen = "127.0.0.1:9101"`` (or ``"[::1]:9101"``): loopback only."""
+    text = table.text("listen")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host not in LOOPBACK or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return table.fail(f"metrics.listen: must be a loopback address and port such as \"127.0.0.1:9101\" or "
+                          f"\"[::1]:9101\" (the gate opens no port to the network), not {text!r}")
+    return host, int(port)
 
 
 def _cache(table: Table) -> CacheConfig:

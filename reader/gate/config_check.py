@@ -12,6 +12,7 @@ place). Nothing is opened, created or touched.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ def check_config(path: str | Path, reader_check: ReaderCheck | None = None) -> C
                 reader_check(reader, gate_id)
             except ConfigError as exc:
                 findings.append(_error(exc))
+    if config is not None and config.metrics is not None and config.metrics.listen is not None \
+            and importlib.util.find_spec("prometheus_client") is None:  # the daemon's start refuses it too
+        findings.append(Finding("error", "metrics.listen", "metrics.listen: needs prometheus-client (pip install "
+                                "'gate-reader[metrics]'); or leave listen out and use metrics.textfile"))
     if config is not None and not errors:
         findings += config_warnings(config)
     has_errors = any(f.level == "error" for f in findings)
@@ -91,16 +96,22 @@ def device_path(reader: ReaderConfig) -> Path | None:
             return None
         return Path(str(device)).parent if "%" in str(device) else Path(str(device))  # a PNG sequence: its folder
     if reader.driver == "nfc":
-        kind, _, rest = str(device).partition(":")
-        if kind != "tty":
-            return None
-        name = rest.split(":", 1)[0]
-        if _NFC_TTY.match(name):
-            return Path(f"/dev/tty{name}")
-        return None if _NFC_TTY_GLOB.match(name) else Path("/dev") / name
+        return nfc_tty_path(str(device))
     if "://" in str(device):  # a pyserial URL
         return None
     return Path(str(device))
+
+
+def nfc_tty_path(path: str) -> Path | None:
+    """The serial port of an nfcpy ``tty:NAME[:DRIVER]`` path (``tty:AMA0`` is /dev/ttyAMA0,
+    ``tty:serial0`` is /dev/serial0); None for another kind of path or a glob (``tty:USB``)."""
+    kind, _, rest = path.partition(":")
+    if kind != "tty":
+        return None
+    name = rest.split(":", 1)[0]
+    if _NFC_TTY.match(name):
+        return Path(f"/dev/tty{name}")
+    return None if _NFC_TTY_GLOB.match(name) else Path("/dev") / name
 
 
 def config_warnings(config: Config) -> list[Finding]:

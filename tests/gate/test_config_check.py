@@ -125,3 +125,16 @@ def test_device_paths_are_the_files_the_drivers_open(driver: str, device: object
 def test_a_metrics_table_that_cannot_work_is_refused_with_its_key(tmp_path: Path, metrics: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(f'[gate]\nid = "g"\n[cache]\npath = "c.db"\n[metrics]\n{metrics}\n', tmp_path / "gate.toml")
+
+
+def test_a_metrics_endpoint_without_prometheus_client_is_an_error(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    config = tmp_path / "gate.toml"
+    config.write_text('[gate]\nid = "g"\n[cache]\npath = "c.db"\n[metrics]\nlisten = "127.0.0.1:9101"\n')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prometheus_client"
+                        else real(name, *a))
+    result = check_config(config)
+    assert [f.key for f in result.errors] == ["metrics.listen"] and "gate-reader[metrics]" in result.errors[0].message

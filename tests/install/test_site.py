@@ -207,3 +207,13 @@ def test_the_metrics_textfile_folder_is_the_one_more_place_the_daemon_may_write(
         with pytest.raises(site.SiteError, match=r"^metrics\.textfile:"):
             _site(tmp_path, f"[metrics]\n{bad}\n")
     assert "ReadWritePaths" not in site.render_service_dropin(_site(tmp_path, "[door]\n"), "x")
+
+
+def test_a_metrics_endpoint_opens_the_loopback_interface_only() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gate = _site(Path(tmp), '[door]\npin_factory = "mock"\n[metrics]\nlisten = "127.0.0.1:9101"\n')
+    dropin = site.render_service_dropin(gate, "x")
+    assert dropin.endswith("\nRestrictAddressFamilies=AF_INET AF_INET6\nIPAddressAllow=localhost\n")
+    assert "ReadWritePaths" not in dropin
