@@ -29,7 +29,7 @@ from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
 from reader.daemon.control import ControlServer, answers
 from reader.daemon.health import write_health
-from reader.daemon.metrics import MetricsWriter
+from reader.daemon.metrics import MetricsEndpoint, MetricsWriter
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
 from reader.daemon.sources import SourceSet, build_source
@@ -66,6 +66,7 @@ class Daemon:
         self.sources: SourceSet | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsWriter | None = None
+        self.endpoint: MetricsEndpoint | None = None  # until the writer takes it
         self.factory: Any = None
 
     # -- start ------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ class Daemon:
             reader, lambda p: pipeline_ref[0].submit_presentation(p), gate_id=config.gate.id,
             pin_factory=self.factory), stall_s=config.daemon.source_stall_s)]
         self.sources = sources[0]
+        if config.metrics is not None and config.metrics.listen is not None:  # a port in use: refused now
+            self.endpoint = MetricsEndpoint(config.metrics.listen)
         self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
         state = load_state(self.store, config.gate.trust)
         for problem in state.problems:
@@ -125,7 +128,8 @@ class Daemon:
             self.metrics = MetricsWriter(
                 config.metrics.textfile, config.metrics.interval_s, gate_id=config.gate.id, version=_version(),
                 cache=config.cache.path, skew_s=config.policy.skew_s, decisions=pipeline.metrics,
-                health=lambda: pipeline.request("status").wait(_REPLY_TIMEOUT_S))
+                health=lambda: pipeline.request("status").wait(_REPLY_TIMEOUT_S), endpoint=self.endpoint)
+            self.endpoint = None  # the writer closes it
             self.metrics.start()
         self._started = True
         self.notifier.ready(f"{len(config.readers)} readers, door secured")
@@ -221,13 +225,13 @@ class Daemon:
 
     def _close_partial(self) -> None:
         """Close what was made, in reverse order (also after a start that failed half-way)."""
-        for part in (self.metrics, self.control, self.sources):
+        for part in (self.metrics, self.endpoint, self.control, self.sources):
             if part is not None:
                 try:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
-        self.metrics = self.control = self.sources = None  # type: ignore[assignment]
+        self.metrics = self.endpoint = self.control = self.sources = None  # type: ignore[assignment]
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.door is not None:
