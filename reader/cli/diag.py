@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from reader.errors import CommandFailed
-from reader.gate.diagnostics.result import CheckResult, skipped
+from reader.gate.diagnostics.result import CheckResult
 
 EXIT_NOT_CHECKED = 3
 CHECKS = ("relay", "leds", "buzzer", "inputs", "nfc", "camera", "scanner", "wiegand", "clock", "cache", "sync",
@@ -147,10 +146,3 @@ def _print_table(results: list[CheckResult], as_json: bool) -> None:
     print(f"\nselftest: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} not checked"
           + ("" if counts["FAIL"] else ": all pass"))
 
-
-def not_checked(name: str, summary: str, **values: Any) -> CheckResult:
-    return skipped(name, summary, **values)
-
-
-def uid_text() -> str:
-    return f"uid {os.getuid()} (gate-reader diag relay)"

@@ -72,7 +72,9 @@ class LocalDoor:
         self.factory = factory
         self.journal = journal
         self.via = via
-        self.simulated = type(factory).__name__ == "MockFactory"
+        from gpiozero.pins.mock import MockFactory
+
+        self.simulated = isinstance(factory, MockFactory)  # mock pins: this process plays the person too
         self.door = DoorIO(with_diag_overlays(settings), factory)
 
     def release(self, who: str) -> None:
