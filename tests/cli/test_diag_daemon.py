@@ -14,6 +14,7 @@ from offline_cache.store import Store
 from reader.daemon.daemon import Daemon
 from reader.gate.config import load_config
 from reader.gate.diagnostics.sim import free_udp_port
+from tests.support import closed_tcp_port
 from tests.support.centre import run
 
 
@@ -83,7 +84,7 @@ def test_the_sync_server_down_at_install_the_selftest_says_what_is_missing_and_h
     centre = Centre(tmp_path / "centre")  # a real root.json; its server is not started: down
     config = tmp_path / "gate.toml"
     config.write_text(f'[gate]\nid = "g"\n[cache]\npath = "{tmp_path / "state" / "c.db"}"\n[sync]\n'
-                      f'metadata_url = "http://127.0.0.1:{free_udp_port()}/metadata/"\n'
+                      f'metadata_url = "http://127.0.0.1:{closed_tcp_port()}/metadata/"\n'
                       'targets_url = "http://127.0.0.1:9/targets/"\n'
                       f'root = "{centre.repo / "public" / "metadata" / "root.json"}"\ntimeout_s = 1\n'
                       'total_timeout_s = 2\n')

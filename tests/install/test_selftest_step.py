@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reader.gate.diagnostics.sim import free_udp_port
 from tests.install.trees import INSTALL, REPO, SITE_CONFIG
+from tests.support import closed_tcp_port
 from tests.support.centre import Centre
 
 
@@ -45,7 +45,7 @@ def test_the_sync_server_down_at_install_the_install_completes_and_the_selftest_
     centre = Centre(tmp_path / "centre")  # its repository exists; its server is not started: down
     config = tmp_path / "gate.toml"
     config.write_text(f'[gate]\nid = "g"\n[cache]\npath = "{tmp_path / "state" / "c.db"}"\n[sync]\n'
-                      f'metadata_url = "http://127.0.0.1:{free_udp_port()}/metadata/"\n'
+                      f'metadata_url = "http://127.0.0.1:{closed_tcp_port()}/metadata/"\n'
                       'targets_url = "http://127.0.0.1:9/targets/"\n'
                       f'root = "{centre.repo / "public" / "metadata" / "root.json"}"\ntimeout_s = 1\n'
                       'total_timeout_s = 2\n')
