@@ -1,14 +1,16 @@
 """The gate daemon: built from the config, started in a safe order, run until SIGTERM, stopped
 with the door secured.
 
-Start: the cache's integrity check (``Store.open`` runs ``PRAGMA quick_check``; a corrupt
-cache is moved aside only when ``[cache] start_empty`` says so), the sources built (a
-config mistake stops here, exit 2), the door I/O made with its outputs at the secured level
-and the door machine started (``Secure``, journaled) BEFORE any source starts, then the
-worker, the sources, the control socket, and READY=1 (a source whose device is missing does
-not hold READY back: it shows down). Stop (SIGTERM): STOPPING=1, control socket and sources
-closed (an NFC reader is released for the next start), the worker stopped, the door secured
-unless fire holds it, ``daemon_stopped`` journaled, exit 0. A worker that dies of a bug: the
+Start: the sources built, checked and not started (a config mistake stops here, exit 2,
+with nothing opened or journaled), the metrics endpoint when ``[metrics] listen`` asks for
+one, the cache's integrity check (``Store.open`` runs ``PRAGMA quick_check``; a corrupt
+cache is moved aside only when ``[cache] start_empty`` says so), the door I/O made with its
+outputs at the secured level and the door machine started (``Secure``, journaled) BEFORE any
+source starts, then the worker, the sources, the control socket, the metrics writer and
+READY=1 (a source whose device is missing does not hold READY back: it shows down). Stop
+(SIGTERM): STOPPING=1, metrics (written once more), control socket and sources closed (an
+NFC reader is released for the next start), the worker stopped, the door secured unless fire
+holds it, ``daemon_stopped`` journaled, exit 0. A worker that dies of a bug: the
 watchdog pings have already stopped; the door is secured and the exit status is 1 (systemd
 restarts it). SIGHUP: the config's policy read again and the centre's laid over it.
 """
