@@ -174,3 +174,12 @@ def test_a_missing_cache_and_a_failing_sync_say_what_to_do(tmp_path: Path) -> No
                                                        "http://127.0.0.1:9/metadata/2.root.json: refused", 0.1))
     assert down.status == "FAIL" and "does not answer" in (down.cause or "")
     assert "metadata_url" in (down.next_step or "")
+
+
+def test_the_relay_check_refuses_to_judge_a_door_the_fire_input_holds_released(local_door) -> None:
+    channel, store = local_door
+    channel.drive_input("fire", True)
+    time.sleep(0.4)  # the fire input's debounce
+    result = door.check_relay(channel, 1, "uid 0", lambda _l: None)
+    assert result.status == "FAIL" and result.summary == "the fire input is active: the door is held released"
+    assert list(Journal(store).records()) == []  # nothing released, nothing journaled

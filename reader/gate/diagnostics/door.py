@@ -119,6 +119,14 @@ def check_relay(door: DoorChannel, times: int, who: str, report: Report) -> Chec
     released_ms: list[float] = []
     held_s: list[float] = []
     opened = 0
+    before = door.view()
+    if before.inputs.get("fire"):  # fire holds the door released: no release can be told apart
+        return failed("relay", "the fire input is active: the door is held released",
+                      f"the fire panel's contact on {_pin_text(settings, 'fire')} reads fire (or its loop is cut)",
+                      "`gate-reader diag inputs`; with the fire panel's technician, restore the loop", via=door.via)
+    if before.released and not wait_until(lambda: not door.view().released, hold + 3.0):
+        return failed("relay", "the door is released and does not secure", "a release that does not end",
+                      "stop the gate (systemctl stop gate-reader) and report this", via=door.via, relay=relay)
     for attempt in range(1, times + 1):
         started = time.monotonic()
         try:
