@@ -69,6 +69,10 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("measure speed figures and print them", "reader.cli.bench:configure"),
     "demo": Command("run the daemon on simulated hardware through a scenario, narrated",
                     "reader.cli.demo:configure"),
+    "diag": Command("diagnostics at the gate: relay, leds, buzzer, inputs, nfc, camera, scanner, wiegand, clock, "
+                    "cache, sync, selftest", "reader.cli.diag:configure", _CACHE),
+    "check-config": Command("check a gate's configuration: every error at once, with its key path",
+                            "reader.cli.ops:configure_check_config"),
 }
 
 
@@ -88,6 +92,8 @@ def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser
         f"Exit status: 0 success or grant, 1 deny or failure, {EXIT_USAGE} usage or configuration error, "
         f"{EXIT_STDOUT_CLOSED} standard output closed before everything was written.",
     )
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the program's version (and the installed environment's) and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output: -v info, -vv debug (nfcpy: warnings, info at -vv, never debug, "
                         "where it logs nonces)")
@@ -97,6 +103,12 @@ def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser
         if load is None or name in load:
             _target(command)(sub)
     return parser
+
+
+def _version() -> str:
+    from reader.cli.ops import version_text
+
+    return version_text()
 
 
 def _chosen(argv: Sequence[str]) -> list[str]:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+import time
 
 from offline_cache.errors import CacheError
 from reader.cli.logs import command_logger
 from reader.errors import CommandFailed, ConfigError
 from reader.gate.config import Config, load_config
+
+EXIT_USAGE = 2  # as reader.cli's (importing it here would be a cycle)
 
 _CONFIG_HELP = "the gate's TOML configuration (see config/gate-reader.example.toml)"
 
@@ -56,10 +61,19 @@ def configure_gate_key(parser: argparse.ArgumentParser) -> None:
 def configure_events(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Print journal records in order: sequence, time, reader, kind, decision, reason, subject, "
-        "credential hash, and whether the hash chain checks out at that record."
+        "credential hash, and whether the hash chain checks out at that record. With --follow, keep printing "
+        "new records as the daemon appends them, until interrupted (Ctrl-C or SIGTERM: exit 0)."
     )
     parser.add_argument("--config", required=True, metavar="FILE", help=_CONFIG_HELP)
-    parser.add_argument("--since", type=int, metavar="SEQ", help="only records after this sequence number")
+    parser.add_argument("--since", metavar="SEQ|TIME|SPAN",
+                        help="only records after sequence number SEQ (120), from TIME (ISO 8601 with its zone, "
+                        "2026-12-01T08:00:00Z), or from SPAN back from now (30s, 10m, 2h, 1d)")
+    parser.add_argument("--reader", action="append", default=[], metavar="NAME",
+                        help="only this reader's records (again for more readers)")
+    parser.add_argument("--decision", choices=("grant", "deny"), help="only decisions of this kind")
+    parser.add_argument("--kind", action="append", default=[], metavar="KIND",
+                        help="only records of this kind: decision, door, system, gap (again for more)")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing new records as they come")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(func=run_events_command)
 
@@ -139,15 +153,39 @@ def run_events_command(args: argparse.Namespace) -> int:
     there is nothing to show, start_empty or not, and the error names the file."""
     from offline_cache.journal import Journal
     from reader.gate.cache import open_readonly
-    from reader.gate.events import record_json, record_text
+    from reader.gate.events import EventFilter, EventReader, parse_since, record_json, record_text
 
     config = _config(args)
-    with open_readonly(config) as store:
-        rows = Journal(store).records(since=args.since)
+    try:
+        seq, since_time = parse_since(args.since, time.time()) if args.since is not None else (None, None)
+    except ValueError as exc:
+        raise CommandFailed(str(exc), EXIT_USAGE) from None
+    chosen = EventFilter(frozenset(args.reader), args.decision, frozenset(args.kind), since_time)
     show = record_json if args.json else record_text
-    for record, chain_ok in rows:
-        print(show(record, chain_ok))
+    with open_readonly(config) as store:
+        events = EventReader(Journal(store), seq, chosen)
+        for record, chain_ok in events.new():
+            print(show(record, chain_ok))
+        if not args.follow:
+            return 0
+        stop = _until_terminated()
+        sys.stdout.flush()
+        while not stop.wait(_FOLLOW_POLL_S):
+            for record, chain_ok in events.new():
+                print(show(record, chain_ok), flush=True)
     return 0
+
+
+_FOLLOW_POLL_S = 0.5
+
+
+def _until_terminated() -> threading.Event:
+    """An event set by SIGTERM or Ctrl-C: ``events --follow`` ends with exit 0 on either
+    (a technician's interrupt is how it is meant to end, not a failure)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def run_status_command(args: argparse.Namespace) -> int:

@@ -1,14 +1,16 @@
 """The gate daemon: built from the config, started in a safe order, run until SIGTERM, stopped
 with the door secured.
 
-Start: the cache's integrity check (``Store.open`` runs ``PRAGMA quick_check``; a corrupt
-cache is moved aside only when ``[cache] start_empty`` says so), the sources built (a
-config mistake stops here, exit 2), the door I/O made with its outputs at the secured level
-and the door machine started (``Secure``, journaled) BEFORE any source starts, then the
-worker, the sources, the control socket, and READY=1 (a source whose device is missing does
-not hold READY back: it shows down). Stop (SIGTERM): STOPPING=1, control socket and sources
-closed (an NFC reader is released for the next start), the worker stopped, the door secured
-unless fire holds it, ``daemon_stopped`` journaled, exit 0. A worker that dies of a bug: the
+Start: the sources built, checked and not started (a config mistake stops here, exit 2,
+with nothing opened or journaled), the metrics endpoint when ``[metrics] listen`` asks for
+one, the cache's integrity check (``Store.open`` runs ``PRAGMA quick_check``; a corrupt
+cache is moved aside only when ``[cache] start_empty`` says so), the door I/O made with its
+outputs at the secured level and the door machine started (``Secure``, journaled) BEFORE any
+source starts, then the worker, the sources, the control socket, the metrics writer and
+READY=1 (a source whose device is missing does not hold READY back: it shows down). Stop
+(SIGTERM): STOPPING=1, metrics (written once more), control socket and sources closed (an
+NFC reader is released for the next start), the worker stopped, the door secured unless fire
+holds it, ``daemon_stopped`` journaled, exit 0. A worker that dies of a bug: the
 watchdog pings have already stopped; the door is secured and the exit status is 1 (systemd
 restarts it). SIGHUP: the config's policy read again and the centre's laid over it.
 """
@@ -29,6 +31,7 @@ from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
 from reader.daemon.control import ControlServer, answers
 from reader.daemon.health import write_health
+from reader.daemon.metrics import MetricsEndpoint, MetricsWriter
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
 from reader.daemon.sources import SourceSet, build_source
@@ -36,6 +39,7 @@ from reader.errors import ConfigError
 from reader.gate.cache import open_cache
 from reader.gate.clock import SystemTime, TimeSource
 from reader.gate.config import Config, load_config
+from reader.gate.diagnostics.door import with_diag_overlays
 from reader.gate.door_machine import DoorMachine
 from reader.gate.state import load_state
 
@@ -63,6 +67,8 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.sources: SourceSet | None = None
         self.control: ControlServer | None = None
+        self.metrics: MetricsWriter | None = None
+        self.endpoint: MetricsEndpoint | None = None  # until the writer takes it
         self.factory: Any = None
 
     # -- start ------------------------------------------------------------------------------
@@ -73,17 +79,27 @@ class Daemon:
         if answers(config.daemon.socket_path):  # before any pin is touched
             raise ConfigError(f"daemon.runtime_dir: a daemon for this gate already answers at "
                               f"{config.daemon.socket_path}")
-        self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
-        state = load_state(self.store, config.gate.trust)
-        for problem in state.problems:
-            log.warning("cache: %s", problem)
         try:
             self.factory = make_pin_factory(door_config.pin_factory)
         except DriverConfigError as exc:
             raise ConfigError(str(exc)) from None
         pipeline_ref: list[Pipeline] = []
+        # Every source is built (checked, not started) before the cache is opened or a pin
+        # driven: a driver key or value the config gets wrong stops the start with nothing
+        # journaled and nothing claimed, as every other config mistake does.
+        sources: list[SourceSet] = [SourceSet(config.readers, lambda reader: build_source(
+            reader, lambda p: pipeline_ref[0].submit_presentation(p), gate_id=config.gate.id,
+            pin_factory=self.factory), stall_s=config.daemon.source_stall_s)]
+        self.sources = sources[0]
+        if config.metrics is not None and config.metrics.listen is not None:  # a port in use: refused now
+            self.endpoint = MetricsEndpoint(config.metrics.listen)
+        self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
+        state = load_state(self.store, config.gate.trust)
+        for problem in state.problems:
+            log.warning("cache: %s", problem)
         try:
-            self.door = DoorIO(door_config.settings, self.factory,
+            # The diagnostics' LED and buzzer patterns too (times only: no output changes).
+            self.door = DoorIO(with_diag_overlays(door_config.settings), self.factory,
                                on_event=lambda event: pipeline_ref[0].submit_input(event) if pipeline_ref else None)
         except DriverConfigError as exc:
             raise ConfigError(str(exc)) from None
@@ -91,7 +107,6 @@ class Daemon:
         machine = DoorMachine(release_s=settings.release_s, held_open_s=door_config.held_open_s,
                               turnstile=settings.lock_type == "turnstile", has_contact=door_config.has_contact,
                               now=self.clock.monotonic(), alarm_repeat_s=door_config.alarm_repeat_s)
-        sources: list[SourceSet] = []
         pipeline = Pipeline(config, self.store, state, self.door, machine, self.clock,
                             sources_health=lambda: sources[0].health() if sources else {},
                             sources_healthy=lambda now: sources[0].healthy(now) if sources else True,
@@ -104,10 +119,6 @@ class Daemon:
                            "detail": f"pid {os.getpid()}, {len(config.readers)} readers"}])
         pipeline.restore_lockdown()
         pipeline_ref.append(pipeline)
-        self.sources = SourceSet(config.readers, lambda reader: build_source(
-            reader, pipeline.submit_presentation, gate_id=config.gate.id, pin_factory=self.factory),
-            stall_s=config.daemon.source_stall_s)
-        sources.append(self.sources)
         pipeline.start()
         self.sources.start()
         self.control = ControlServer(config.daemon.socket_path, self._control)
@@ -115,6 +126,13 @@ class Daemon:
             self.control.start()
         except OSError as exc:
             raise ConfigError(f"daemon.runtime_dir: cannot serve the control socket: {exc}") from None
+        if config.metrics is not None:
+            self.metrics = MetricsWriter(
+                config.metrics.textfile, config.metrics.interval_s, gate_id=config.gate.id, version=_version(),
+                cache=config.cache.path, skew_s=config.policy.skew_s, decisions=pipeline.metrics,
+                health=lambda: pipeline.request("status").wait(_REPLY_TIMEOUT_S), endpoint=self.endpoint)
+            self.endpoint = None  # the writer closes it
+            self.metrics.start()
         self._started = True
         self.notifier.ready(f"{len(config.readers)} readers, door secured")
         log.info("gate %s running: %d readers, control socket %s", config.gate.id, len(config.readers),
@@ -184,13 +202,13 @@ class Daemon:
         self._started = False
         self.notifier.stopping()
         assert self.pipeline is not None and self.door is not None
-        for part in (self.control, self.sources):
+        for part in (self.metrics, self.control, self.sources):
             if part is not None:
                 try:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
-        self.control = self.sources = None
+        self.metrics = self.control = self.sources = None  # type: ignore[assignment]
         self.pipeline.stop()
         machine = self.pipeline.machine
         try:
@@ -209,13 +227,13 @@ class Daemon:
 
     def _close_partial(self) -> None:
         """Close what was made, in reverse order (also after a start that failed half-way)."""
-        for part in (self.control, self.sources):
+        for part in (self.metrics, self.endpoint, self.control, self.sources):
             if part is not None:
                 try:
                     part.close()
                 except Exception:
                     log.exception("closing %s failed", type(part).__name__)
-        self.control = self.sources = None
+        self.metrics = self.endpoint = self.control = self.sources = None  # type: ignore[assignment]
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.door is not None:
@@ -303,6 +321,15 @@ class Daemon:
             self.pipeline.request("wedge", seconds=seconds)
             return {"wedged_s": seconds}
         raise ValueError("sim: action must be input, pin, wiegand or wedge")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gate-reader")
+    except metadata.PackageNotFoundError:  # a source tree never installed
+        return "unknown"
 
 
 def run_daemon(config: Config, *, clock: TimeSource | None = None, notifier: Notifier | None = None) -> int:

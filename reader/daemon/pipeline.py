@@ -49,6 +49,7 @@ from reader.gate.clock import TimeSource, gate_clock
 from reader.gate.config import Config
 from reader.gate.deciding import Decider, gate_decider
 from reader.gate.door_machine import Action, DoorMachine, HoldReleased, Indicate, Record, Release, Secure
+from reader.gate.metrics import DecisionMetrics
 from reader.gate.policy import PassbackMemory, SitePolicy, authorize, gatepass_policy
 from reader.gate.state import GateState, reload_if_changed, site_with_central
 from reader.gatepass.verdict import CHECKS, Decision, Policy
@@ -134,6 +135,7 @@ class Pipeline:
         self._next_levels = self._next_health = now
         self._last_ping = -1e18
         self.counts = {"grant": 0, "deny": 0, "dropped": 0, "journal_failures": 0}
+        self.metrics = DecisionMetrics(reader.name for reader in config.readers)  # the metrics textfile's
         self.apply_site(site_with_central(store, config.site))
 
     # -- feeding the worker (any thread) ------------------------------------------------
@@ -298,6 +300,7 @@ class Pipeline:
             self.apply(self.machine.deny(now))
         self.counts["grant" if decision.granted else "deny"] += 1
         latency_ms = (time.monotonic() - p.read_at) * 1000  # measured, not decided: the real clock
+        self.metrics.observe(p.source, decision.granted, decision.reason, latency_ms / 1000)
         log.info("decision reader=%s kind=%s decision=%s reason=%s credential=%s latency_ms=%.1f%s", p.source,
                  p.kind, record["decision"], decision.reason, decision.credential_hash or "-", latency_ms,
                  f" detail={decision.detail!r}" if decision.detail else "")

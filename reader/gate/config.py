@@ -18,16 +18,18 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.door import INPUTS
 from reader.errors import ConfigError
-from reader.gate.config_door import DoorConfig, parse_door
+from reader.gate.config_door import OUTPUTS, DoorConfig, parse_door
 from reader.gate.config_readers import ReaderConfig, parse_readers, site_policy
-from reader.gate.config_table import MAX_NUMBER, Table, optional
+from reader.gate.config_table import MAX_NUMBER, ConfigErrors, Table, collecting, optional
 from reader.gate.policy import SitePolicy
 from reader.gate.schedules import check_name
 from reader.gatepass.files import read_limited
 from reader.gatepass.verdict import Policy
 
-__all__ = ["MAX_NUMBER", "Config", "DaemonConfig", "DoorConfig", "ReaderConfig", "load_config", "parse_config"]
+__all__ = ["LOOPBACK", "MAX_NUMBER", "Config", "ConfigErrors", "DaemonConfig", "DoorConfig", "MetricsConfig",
+           "ReaderConfig", "check_config_text", "load_config", "parse_config", "read_config_text"]
 
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_RUNTIME_DIR = Path("/run/gate-reader")
@@ -124,6 +126,19 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: the daemon's Prometheus metrics, as a textfile (node_exporter's textfile
+    collector) and/or on a localhost endpoint (prometheus-client, the ``metrics`` extra)."""
+
+    textfile: Path | None
+    interval_s: float = 10.0  # how often the daemon renders them (and replaces the file)
+    listen: tuple[str, int] | None = None  # (loopback address, port): never a port open to the network
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
 class Config:
     gate: GateConfig
     cache: CacheConfig
@@ -135,21 +150,48 @@ class Config:
     readers: tuple[ReaderConfig, ...] = ()
     site: SitePolicy = field(default_factory=SitePolicy)  # the local reader policy
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    metrics: MetricsConfig | None = None  # no metrics file unless configured
 
 
-def _gate(table: Table, cache_path: Path) -> GateConfig:
+def _gate(table: Table, cache_path: Path | None) -> GateConfig:
     gate_id = table.text("id", required=True)
-    assert gate_id is not None
-    if len(gate_id) > 64 or not all(c.isalnum() or c in "-_." for c in gate_id):
-        raise ConfigError(f"gate.id: letters, digits, '-', '_' and '.' only, at most 64, not {gate_id!r}")
-    key = table.file("key", default=cache_path.parent / "gate.key")
+    if gate_id is not None and (len(gate_id) > 64 or not all(c.isalnum() or c in "-_." for c in gate_id)):
+        gate_id = table.fail(f"gate.id: letters, digits, '-', '_' and '.' only, at most 64, not {gate_id!r}")
+    # No key default without a cache path: that mistake is reported already (check-config).
+    key = table.file("key", default=None if cache_path is None else cache_path.parent / "gate.key")
     group = table.text("group")
     if group is not None:
         try:
             check_name(group, "a gate group")
         except ValueError as exc:
-            raise ConfigError(f"gate.group: {exc}") from None
-    return GateConfig(gate_id, key, table.file("trust"), group, table.text("timezone"))
+            group = table.fail(f"gate.group: {exc}")
+    return GateConfig(gate_id, key, table.file("trust"), group, table.text("timezone"))  # type: ignore[arg-type]
+
+
+def _metrics(table: Table) -> MetricsConfig:
+    textfile = table.file("textfile", required="listen" not in table.data)
+    if textfile is not None and textfile.suffix != ".prom":
+        textfile = table.fail(f"metrics.textfile: must end in .prom (the only files node_exporter's textfile "
+                              f"collector reads), not {str(textfile)!r}")
+    return MetricsConfig(textfile, float(table.number("interval_s", 10.0, minimum=1.0, inclusive=True)),
+                         _listen(table))
+
+
+def _listen(table: Table) -> tuple[str, int] | None:
+    """``listen = "127.0.0.1:9101"`` (or ``"[::1]:9101"``): loopback only."""
+    text = table.text("listen")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host not in LOOPBACK or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return table.fail(f"metrics.listen: must be a loopback address and port such as \"127.0.0.1:9101\" or "
+                          f"\"[::1]:9101\" (the gate opens no port to the network), not {text!r}")
+    return host, int(port)
+
+
+def _cache(table: Table) -> CacheConfig:
+    return CacheConfig(table.file("path", required=True), table.flag("start_empty", False))
 
 
 def _sync(table: Table) -> SyncConfig:
@@ -177,9 +219,9 @@ def _upload(table: Table) -> UploadConfig:
         total_timeout_s=table.number("total_timeout_s", 60.0),
     )
     if (config.client_cert is None) != (config.client_key is None):
-        raise ConfigError("upload.client_cert: client_cert and client_key go together")
-    if config.url.startswith("https://") and config.ca is None:
-        raise ConfigError("upload.ca: missing (the collector's CA is pinned, the system store is not used)")
+        table.fail("upload.client_cert: client_cert and client_key go together")
+    if config.url is not None and config.url.startswith("https://") and config.ca is None:
+        table.fail("upload.ca: missing (the collector's CA is pinned, the system store is not used)")
     return config
 
 
@@ -208,33 +250,30 @@ def _daemon(table: Table) -> DaemonConfig:
     )
 
 
-def parse_config(text: str, source: Path | None = None) -> Config:
-    """Parse TOML text; ConfigError names the key path of the first mistake."""
+def parse_config(text: str, source: Path | None = None, *, errors: ConfigErrors | None = None) -> Config:
+    """Parse TOML text; ConfigError names the key path of the first mistake. With ``errors``
+    every mistake is recorded there instead and reading goes on (what comes back is then
+    of no use when any was recorded: :func:`check_config_text`)."""
     where = str(source) if source else "config"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     base = source.parent if source else Path.cwd()
-    root = Table(data, "", base)
-    cache_table = root._get("cache", True)
-    cache = Table(cache_table, "cache", base)
-    cache_path = cache.file("path", required=True)
-    cache_config = CacheConfig(cache_path, cache.flag("start_empty", False))
-    cache.done()
-    gate = Table(root._get("gate", True), "gate", base)
-    gate_config = _gate(gate, cache_path)
-    gate.done()
+    root = Table(data, "", base, errors)
+    cache_config = collecting(errors, lambda: root.table("cache", _cache), None)
+    gate_config = collecting(errors, lambda: root.table(
+        "gate", lambda table: _gate(table, cache_config.path if cache_config else None)), None)
     policy = optional(root, "policy", _policy) or PolicyConfig()
-    readers, rules, local = parse_readers(root.raw("readers"))
+    readers, rules, local = parse_readers(root.raw("readers"), errors)
     tables = {name: root.raw(name) for name in ("schedules", "holidays", "lockdown")}
-    tables["timezone"] = gate_config.timezone
-    site = site_policy(readers, rules, local, tables, static_default=policy.static_passes,
-                       legacy_default=policy.legacy_cards, passback=policy.passback,
-                       passback_reset_s=policy.passback_reset_s, where=where)
+    tables["timezone"] = gate_config.timezone if gate_config else None
+    site = collecting(errors, lambda: site_policy(
+        readers, rules, local, tables, static_default=policy.static_passes, legacy_default=policy.legacy_cards,
+        passback=policy.passback, passback_reset_s=policy.passback_reset_s, where=where), SitePolicy())
     config = Config(
-        gate=gate_config,
-        cache=cache_config,
+        gate=gate_config,  # type: ignore[arg-type]  # None only when collecting, and then recorded
+        cache=cache_config,  # type: ignore[arg-type]
         policy=policy,
         sync=optional(root, "sync", _sync),
         upload=optional(root, "upload", _upload),
@@ -243,18 +282,53 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         readers=tuple(readers),
         site=site,
         daemon=optional(root, "daemon", _daemon) or DaemonConfig(),
+        metrics=optional(root, "metrics", _metrics),
     )
-    unknown = sorted(set(data) - root.read)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown table (known: {', '.join(sorted(root.read))})")
+    if config.door is not None:
+        _check_pins(root, config.door, config.readers)
+    known = ", ".join(sorted(root.read))
+    for name in sorted(set(data) - root.read):  # each one when collecting, else the first
+        root.fail(f"{name}: unknown table (known: {known})")
     return config
+
+
+def _check_pins(root: Table, door: DoorConfig, readers: tuple[ReaderConfig, ...]) -> None:
+    """A Wiegand reader's pins are not the door's nor another reader's: they share one pin
+    factory, and a pin claimed twice would leave that reader down for good, at run time."""
+    used = {spec.pin: f"door.{name}" for name in (*OUTPUTS, *INPUTS)
+            if (spec := getattr(door.settings, name)) is not None}
+    for reader in readers:
+        if reader.driver != "wiegand":
+            continue
+        for line, pin in zip(("D0", "D1"), reader.device, strict=True):  # type: ignore[arg-type]
+            if pin in used:
+                root.fail(f"{reader.key}.device: {line} on GPIO {pin} is already {used[pin]}")
+            used[pin] = f"{reader.key}.device"
+
+
+def check_config_text(text: str, source: Path | None = None) -> tuple[Config | None, list[ConfigError]]:
+    """Every mistake of a config at once, each naming its key path (``gate-reader
+    check-config``), with the same code that refuses the first one at start, and what could
+    be read: with any mistake, a Config whose wrong parts are defaults or None (good for
+    checking the readers that did parse, never for running a gate); None when it is not TOML."""
+    errors = ConfigErrors()
+    try:
+        config: Config | None = parse_config(text, source, errors=errors)
+    except ConfigError as exc:  # not TOML: nothing else can be read
+        errors.add(exc)
+        config = None
+    return config, list(errors.errors)
+
+
+def read_config_text(path: Path) -> str:
+    """The config file's text (bounded, UTF-8); ConfigError naming the file otherwise."""
+    raw = read_limited(path, MAX_CONFIG_BYTES, f"config file {path}", ConfigError)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8") from None
 
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
-    raw = read_limited(path, MAX_CONFIG_BYTES, f"config file {path}", ConfigError)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path}: not UTF-8") from None
-    return parse_config(text, path.resolve())
+    return parse_config(read_config_text(path), path.resolve())

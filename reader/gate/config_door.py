@@ -27,8 +27,7 @@ from typing import Any
 from drivers.door import INPUTS, DoorSettings, InputPin, OutputPin
 from drivers.errors import DriverConfigError
 from drivers.pins import PIN_FACTORIES
-from reader.errors import ConfigError
-from reader.gate.config_table import Table
+from reader.gate.config_table import Table, key_of
 
 OUTPUTS = ("relay", "green_led", "red_led", "buzzer")
 _TIMES = ("release_s", "max_release_s", "turnstile_pulse_s", "turnstile_gap_s")
@@ -55,13 +54,13 @@ def _pin_table(table: Table, name: str, default: Any, optional: bool) -> Any:
         return None
     if not isinstance(value, dict):
         what = "a table like { pin = 17 }" + (" or false" if optional else "")
-        raise ConfigError(f"door.{name}: must be {what}, not {value!r}")
-    sub = Table(value, f"door.{name}", table.base)
+        return table.fail(f"door.{name}: must be {what}, not {value!r}", default)
+    sub = Table(value, f"door.{name}", table.base, table.errors)
     base = default or (OutputPin(0) if name in OUTPUTS else InputPin(0, active_high=True))
     pin = sub.number("pin", -1, minimum=0, inclusive=True, integer=True)
     if pin == -1:
         if default is None:
-            raise ConfigError(f"door.{name}.pin: missing")
+            return sub.fail(f"door.{name}.pin: missing", None)
         pin = base.pin
     changes: dict[str, Any] = {"pin": pin, "active_high": sub.flag("active_high", base.active_high)}
     if isinstance(base, InputPin):
@@ -71,11 +70,35 @@ def _pin_table(table: Table, name: str, default: Any, optional: bool) -> Any:
     return replace(base, **changes)
 
 
+def _checked(table: Table, settings: DoorSettings) -> DoorSettings:
+    """``DoorSettings.check`` (the pins 0-27, each used once, the times): its first mistake
+    raised; when collecting, each one recorded and the wrong pin taken out of the way (an
+    input or output left out, the relay moved to a free pin) to find the next; a wrong time
+    ends the check."""
+    for _ in range(len(OUTPUTS) + len(INPUTS) + 1):
+        try:
+            settings.check("door")
+            return settings
+        except DriverConfigError as exc:
+            table.fail(str(exc))
+            parts = key_of(exc).split(".")
+            name = parts[1] if len(parts) > 1 else ""
+            if name == "relay":
+                taken = {spec.pin for n in (*OUTPUTS[1:], *INPUTS) if (spec := getattr(settings, n)) is not None}
+                free = next(pin for pin in range(28) if pin not in taken)
+                settings = replace(settings, relay=replace(settings.relay, pin=free))
+            elif name in (*OUTPUTS, *INPUTS):
+                settings = replace(settings, **{name: None})
+            else:
+                return settings
+    return settings
+
+
 def parse_door(table: Table) -> DoorConfig:
     defaults = DoorSettings()
     factory = table.text("pin_factory", required=True)
-    if factory not in PIN_FACTORIES:
-        raise ConfigError(f"door.pin_factory: must be one of {', '.join(PIN_FACTORIES)}, not {factory!r}")
+    if factory is not None and factory not in PIN_FACTORIES:
+        factory = table.fail(f"door.pin_factory: must be one of {', '.join(PIN_FACTORIES)}, not {factory!r}")
     values: dict[str, Any] = {
         "lock_type": table.choice("lock_type", defaults.lock_type, ("fail_secure", "fail_safe", "turnstile")),
     }
@@ -83,12 +106,10 @@ def parse_door(table: Table) -> DoorConfig:
         values[name] = _pin_table(table, name, getattr(defaults, name), optional=name != "relay")
     for name in _TIMES:
         values[name] = float(table.number(name, getattr(defaults, name)))
+    if values["relay"] is None:  # refused above, only when collecting: a placeholder to check the rest with
+        values["relay"] = defaults.relay
     known = {f.name for f in fields(DoorSettings)}
-    settings = DoorSettings(**{k: v for k, v in values.items() if k in known})
-    try:
-        settings.check("door")
-    except DriverConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    settings = _checked(table, DoorSettings(**{k: v for k, v in values.items() if k in known}))
     return DoorConfig(
         settings,
         factory,  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from typing import Any
 
 from drivers.registry import SOURCES
 from reader.errors import ConfigError
-from reader.gate.config_table import Table
+from reader.gate.config_table import ConfigErrors, Table, collecting
 from reader.gate.policy import ReaderPolicy, SitePolicy, parse_policy_tables
 from reader.gate.policy_tables import READER_RULE_KEYS
 from reader.gate.schedules import check_name
@@ -76,50 +76,79 @@ def _device(driver: str, value: Any, key: str) -> str | int | tuple[int, int]:
     return value
 
 
-def parse_readers(value: Any) -> tuple[list[ReaderConfig], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+def parse_readers(value: Any, errors: ConfigErrors | None = None) -> tuple[
+        list[ReaderConfig], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """The entries, each reader's policy rule keys (for the policy tables) and its local-only
-    policy keys; ConfigError naming ``readers[i].key``."""
+    policy keys; ConfigError naming ``readers[i].key`` (with ``errors``: each mistake
+    recorded, and a reader with one left out)."""
     if value is None:
         return [], {}, {}
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ConfigError("readers: must be an array of tables ([[readers]])")
+        return collecting(errors, _fail("readers: must be an array of tables ([[readers]])"), ([], {}, {}))
     if len(value) > MAX_READERS:
-        raise ConfigError(f"readers: at most {MAX_READERS} readers, not {len(value)}")
+        return collecting(errors, _fail(f"readers: at most {MAX_READERS} readers, not {len(value)}"), ([], {}, {}))
     readers: list[ReaderConfig] = []
     rules: dict[str, dict[str, Any]] = {}
     local: dict[str, dict[str, Any]] = {}
     for index, data in enumerate(value):
-        key = f"readers[{index}]"
-        table = Table(data, key, None)  # type: ignore[arg-type]  # no paths among a reader's keys
-        name = table.text("name", required=True)
+        reader = _reader(index, data, rules, errors)
+        if reader is not None:
+            readers.append(reader[0])
+            rules[reader[0].name], local[reader[0].name] = reader[1], reader[2]
+    return readers, rules, local
+
+
+def _fail(message: str) -> Any:
+    def fail() -> Any:
+        raise ConfigError(message)
+    return fail
+
+
+def _reader(index: int, data: dict[str, Any], names: Mapping[str, Any], errors: ConfigErrors | None) -> tuple[
+        ReaderConfig, dict[str, Any], dict[str, Any]] | None:
+    """One ``[[readers]]`` entry; None when it has a mistake (recorded: only when collecting)."""
+    key = f"readers[{index}]"
+    table = Table(data, key, None, errors)  # type: ignore[arg-type]  # no paths among a reader's keys
+    failed = False
+
+    def fail(message: str) -> None:
+        nonlocal failed
+        failed = True
+        table.fail(message)
+
+    name = table.text("name", required=True)
+    if name is not None:
         try:
             check_name(name, "a reader name")
         except ValueError as exc:
-            raise ConfigError(f"{key}.name: {exc}") from None
-        if name in rules:
-            raise ConfigError(f"{key}.name: {name!r} is already the name of another reader")
-        driver = table.text("driver", required=True)
-        if driver not in SOURCES:
-            raise ConfigError(f"{key}.driver: must be one of {', '.join(sorted(SOURCES))}, not {driver!r}")
-        device = _device(driver, table.raw("device"), key)  # type: ignore[arg-type]
-        rules[name] = {k: data[k] for k in READER_RULE_KEYS if k in data}  # type: ignore[index]
-        direction = table.raw("direction")
-        if direction not in (None, "in", "out"):
-            raise ConfigError(f'{key}.direction: must be "in" or "out", not {direction!r}')
-        area = table.text("area")
-        if area is not None:
-            try:
-                check_name(area, "an area")
-            except ValueError as exc:
-                raise ConfigError(f"{key}.area: {exc}") from None
-        local[name] = {"static_passes": table.raw("static_passes"), "legacy_cards": table.raw("legacy_cards"),
-                       "direction": direction, "area": area, "key": key}
-        for flag in ("static_passes", "legacy_cards"):
-            if not (local[name][flag] is None or isinstance(local[name][flag], bool)):  # 1 == True
-                raise ConfigError(f"{key}.{flag}: must be true or false, not {local[name][flag]!r}")
-        options = {k: v for k, v in data.items() if k not in GENERIC_KEYS}  # type: ignore[union-attr]
-        readers.append(ReaderConfig(index, name, driver, device, MappingProxyType(options)))  # type: ignore[arg-type]
-    return readers, rules, local
+            fail(f"{key}.name: {exc}")
+        if name in names:
+            fail(f"{key}.name: {name!r} is already the name of another reader")
+    driver = table.text("driver", required=True)
+    if driver is not None and driver not in SOURCES:
+        fail(f"{key}.driver: must be one of {', '.join(sorted(SOURCES))}, not {driver!r}")
+    device = table.raw("device")
+    if driver in SOURCES:
+        device = collecting(errors, lambda: _device(driver, device, key), None)  # type: ignore[arg-type]
+    direction = table.raw("direction")
+    if direction not in (None, "in", "out"):
+        fail(f'{key}.direction: must be "in" or "out", not {direction!r}')
+    area = table.text("area")
+    if area is not None:
+        try:
+            check_name(area, "an area")
+        except ValueError as exc:
+            fail(f"{key}.area: {exc}")
+    mine = {"static_passes": table.raw("static_passes"), "legacy_cards": table.raw("legacy_cards"),
+            "direction": direction, "area": area, "key": key}
+    for flag in ("static_passes", "legacy_cards"):
+        if not (mine[flag] is None or isinstance(mine[flag], bool)):  # 1 == True
+            fail(f"{key}.{flag}: must be true or false, not {mine[flag]!r}")
+    if failed or name is None or driver not in SOURCES or device is None:
+        return None  # reached only when collecting: every mistake above is recorded
+    rules = {k: data[k] for k in READER_RULE_KEYS if k in data}
+    options = {k: v for k, v in data.items() if k not in GENERIC_KEYS}
+    return ReaderConfig(index, name, driver, device, MappingProxyType(options)), rules, mine  # type: ignore[arg-type]
 
 
 def site_policy(

@@ -356,11 +356,17 @@ def test_registry_finds_the_source():
 
 
 @pytest.mark.hardware
-@pytest.mark.skipif(os.environ.get("GATE_HARDWARE") != "1", reason="needs an NFC reader (GATE_HARDWARE=1)")
+@pytest.mark.skipif(os.environ.get("GATE_HARDWARE") != "1",
+                    reason="needs an NFC reader (GATE_HARDWARE=1; by hand: gate-reader diag nfc)")
 def test_real_reader_reads_one_tap():  # pragma: no cover - run by a technician on a Pi
-    presentations: queue.Queue = queue.Queue()
-    with NfcSource("nfc-hw", presentations, path=os.environ.get("GATE_NFC_PATH", "usb"), gate_id=GATE) as source:
-        assert wait_for(lambda: source.health().up, timeout=10)
-        print("tap a card or phone within 20 s")
-        presentation = presentations.get(timeout=20)
-        assert presentation.kind in ("nfc", "legacy")
+    """What `gate-reader diag nfc` checks, on the reader at GATE_NFC_PATH (default usb): it
+    is found (chip and USB id), then one tap of a card or phone is read."""
+    from reader.gate.diagnostics.nfc import probe_nfc, tap_nfc
+
+    path = os.environ.get("GATE_NFC_PATH", "usb")
+    found = probe_nfc(path)
+    assert found.status == "PASS", f"{found.summary}; {found.cause}; {found.next_step}"
+    print(f"{found.summary}: tap a card or phone within 20 s")
+    tapped = tap_nfc(path, GATE, 20, print)
+    assert tapped.status == "PASS", f"{tapped.summary}; {tapped.cause}; {tapped.next_step}"
+    assert tapped.values["kind"] in ("GatePass holder", "legacy card")
