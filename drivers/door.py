@@ -1,5 +1,5 @@
 """The door's I/O through gpiozero: the lock relay, green and red LEDs, a buzzer, and the
-door contact, exit button, tamper switch and fire-alarm inputs.
+door contact, exit button, tamper switch, fire-alarm and lockdown inputs.
 
 Callers speak of the door as *secured* or *released*; this module turns that into coil on or
 off (the lock type) and pin high or low (the relay polarity), set apart in the settings:
@@ -52,11 +52,12 @@ from drivers.pins import DEFAULT_PINS, wrap_gpio_error
 log = logging.getLogger(__name__)
 
 LockType = Literal["fail_secure", "fail_safe", "turnstile"]
-InputName = Literal["door_contact", "exit_button", "tamper", "fire"]
-INPUTS: tuple[InputName, ...] = ("door_contact", "exit_button", "tamper", "fire")
+InputName = Literal["door_contact", "exit_button", "tamper", "fire", "lockdown"]
+INPUTS: tuple[InputName, ...] = ("door_contact", "exit_button", "tamper", "fire", "lockdown")
 _EVENT_NAMES = {
     "door_contact": ("door_opened", "door_closed"), "exit_button": ("exit_pressed", "exit_released"),
     "tamper": ("tamper_on", "tamper_off"), "fire": ("fire_on", "fire_off"),
+    "lockdown": ("lockdown_on", "lockdown_off"),
 }
 
 
@@ -69,7 +70,7 @@ class OutputPin:
 @dataclass(frozen=True, slots=True)
 class InputPin:
     pin: int
-    active_high: bool  # the level that means active: door open, button pressed, tamper, fire
+    active_high: bool  # the level that means active: door open, button pressed, tamper, fire, lockdown
     pull: Literal["up", "down", "none"] = "up"
     debounce_s: float = 0.05
 
@@ -109,7 +110,16 @@ def _pin(role: str) -> int:
 @dataclass(frozen=True)
 class DoorSettings:
     """The ``[door]`` settings; every pin defaults to the table in ``drivers.pins``, so the
-    defaults alone are a working door on mock pins. ``None`` leaves an output or input out."""
+    defaults alone are a working door on mock pins. ``None`` leaves an output or input out.
+
+    The lockdown input (a key switch or the alarm panel's output: while active, every
+    credential is refused but the lockdown groups') is on by default and **active low**, a
+    normally-open switch to GND, as the exit button is. The other way round (a
+    normally-closed loop, active high, like tamper and fire) would make a gate with nothing
+    wired to GPIO 26 read its pull-up as "lockdown" and refuse everyone; active low, an
+    unwired pin reads inactive, so a gate without a switch is never locked down by it. Nor
+    is it ever opened by it: lockdown only refuses more. The cost, said in the install
+    guide: a cut wire cannot signal a lockdown (``gate-reader lockdown on`` still can)."""
 
     lock_type: LockType = "fail_secure"
     relay: OutputPin = OutputPin(_pin("relay"))
@@ -120,6 +130,7 @@ class DoorSettings:
     exit_button: InputPin | None = InputPin(_pin("exit_button"), active_high=False, debounce_s=0.05)
     tamper: InputPin | None = InputPin(_pin("tamper"), active_high=True, debounce_s=0.1)
     fire: InputPin | None = InputPin(_pin("fire"), active_high=True, debounce_s=0.2)
+    lockdown: InputPin | None = InputPin(_pin("lockdown"), active_high=False, debounce_s=0.1)
     release_s: float = 5.0
     max_release_s: float = 60.0
     turnstile_pulse_s: float = 0.3
@@ -174,7 +185,7 @@ class InputEvent:
 
     @property
     def kind(self) -> str:
-        """``door_opened``, ``exit_pressed``, ``tamper_off``, ``fire_on``, ..."""
+        """``door_opened``, ``exit_pressed``, ``tamper_off``, ``fire_on``, ``lockdown_on``, ..."""
         on, off = _EVENT_NAMES[self.input]
         return on if self.active else off
 

@@ -21,7 +21,9 @@ is a ``DriverConfigError`` naming the key (``door.pin_factory: ...``), never ano
 (GPIO 2/3), the UART (14/15) and SPI0 (7-11), so a PN532 on UART or I2C, an SPI display and
 the camera (its own CSI connector) all still work; SPI1 and PCM/I2S (16-21) must stay
 disabled. Inputs are wired to GND with the internal pull-up, and each input's "active" level
-is chosen so that a cut wire reads as the safe failure (door open, tamper, fire release).
+is chosen so that a cut wire reads as the safe failure (door open, tamper, fire release);
+the exit button and the lockdown switch are normally-open instead, so that an input nobody
+wired never presses exit or locks the gate down.
 
 ==================  ====  ======  =========================================================
 role                BCM   header  wiring (default polarity)
@@ -35,6 +37,8 @@ door_contact        5     29      reed contact to GND, closed when the door is s
 exit_button         6     31      normally-open button to GND: low = pressed
 tamper              13    33      normally-closed tamper switch to GND: high = tampered
 fire                19    35      fire panel's normally-closed contact to GND: high = fire
+lockdown            26    37      normally-open key switch (or panel output) to GND:
+                                  low = lockdown; unwired reads high = no lockdown
 wiegand_d0          20    38      Wiegand DATA0 through a 5 V -> 3.3 V level shifter
 wiegand_d1          21    40      Wiegand DATA1 through a 5 V -> 3.3 V level shifter
 ==================  ====  ======  =========================================================
@@ -72,6 +76,7 @@ DEFAULT_PINS: MappingProxyType[str, PinDefault] = MappingProxyType({
     "exit_button": PinDefault(6, 31, "input", "normally-open button to GND: low = pressed"),
     "tamper": PinDefault(13, 33, "input", "normally-closed tamper switch to GND: high = tampered"),
     "fire": PinDefault(19, 35, "input", "fire panel's normally-closed contact to GND: high = fire"),
+    "lockdown": PinDefault(26, 37, "input", "normally-open lockdown switch to GND: low = lockdown"),
     "wiegand_d0": PinDefault(20, 38, "input", "Wiegand DATA0 through a 5 V -> 3.3 V level shifter"),
     "wiegand_d1": PinDefault(21, 40, "input", "Wiegand DATA1 through a 5 V -> 3.3 V level shifter"),
 })

@@ -38,6 +38,8 @@ HEADER: dict[int, int | str] = {
 NOTES = (
     "Inputs switch to GND with the Pi's internal pull-up; each one's active level is chosen so a cut wire",
     "reads as the safe failure (door open, tamper, fire). Never feed more than 3.3 V into any GPIO.",
+    "Exit button and lockdown are normally-open switches (active low): a pin left unwired never presses",
+    "exit or locks the gate down; a gate without a lockdown switch may also set [door] lockdown = false.",
     "Relay: drive the coil through a transistor or a relay board with a flyback diode across the coil;",
     "the lock has its own supply. An opto-isolated relay board keeps the lock's wiring off the Pi.",
     "Wiegand D0/D1 are 5 V on most readers: through a 5 V -> 3.3 V level shifter or an opto-isolated",

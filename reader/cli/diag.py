@@ -23,7 +23,7 @@ _HELP = {
     "relay": "release the door N times (asks first, or --yes); confirmed by the door contact; journaled",
     "leds": "light the green, then the red LED",
     "buzzer": "sound the buzzer",
-    "inputs": "a live view of the door contact, exit button, tamper and fire input",
+    "inputs": "a live view of the door contact, exit button, tamper, fire and lockdown input",
     "nfc": "find the NFC reader (chip, USB id, or what is wrong), then read one tap",
     "camera": "grab frames: fps, brightness, sharpness, decode time; a PNG with the code outlined",
     "scanner": "the serial scanner's raw lines and their timing; a wrong baud rate shows as garbage",

@@ -8,6 +8,8 @@ factory named explicitly, and the door state machine's times.
     green_led = { pin = 27 }               # false leaves an output out
     door_contact = { pin = 5, active_high = true, pull = "up", debounce_s = 0.1 }
     exit_button = false                    # false leaves an input out
+    lockdown = { pin = 26, active_high = false }  # the lockdown switch (default: on GPIO 26,
+                                           # active low); false when the gate has none
     release_s = 5                          # and max_release_s, turnstile_pulse_s, turnstile_gap_s
     held_open_s = 30                       # the door machine: open longer = door_held_open alarm
     alarm_repeat_s = 30

@@ -43,7 +43,8 @@ Decisions:
 - **Lockdown only flags**: :func:`reader.gate.policy.authorize` refuses credentials; the
   exit button still releases (an exit must never be blocked). Lockdown is held per source
   (``by``: e.g. "input", "cli") and is on while any source holds it, so the periodic read of
-  a lockdown switch that is off cannot end a lockdown set from the command line.
+  a lockdown switch that is off cannot end a lockdown set from the command line. The
+  ``lockdown`` input is held as "input": its edges and level reads set and end that source.
   ``lockdown_on``/``lockdown_off`` when the whole flag changes, ``lockdown_source`` when only
   the set of sources does.
 - **Level reads** (:meth:`levels`): a level that differs from the one known is handled as
@@ -51,7 +52,7 @@ Decisions:
   followed by ``level_resync``. The first reading of an input establishes its level without
   a resync: a door found open is recorded ``door_opened`` (held open counts from then), a
   pressed exit button is not a request (a stuck button would hold the door released), an
-  active fire or tamper input is handled as its edge.
+  active fire, tamper or lockdown input is handled as its edge.
 - **Start and shutdown** secure the door (``Secure()``, recorded ``started``/``stopped``)
   unless fire holds it. After :meth:`shutdown` every event method raises RuntimeError until
   :meth:`start`: nothing may release a door the daemon has stopped driving.
@@ -65,10 +66,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-INPUTS: tuple[str, ...] = ("door_contact", "exit_button", "tamper", "fire")
+INPUTS: tuple[str, ...] = ("door_contact", "exit_button", "tamper", "fire", "lockdown")
 # The order a level read reconciles in: fire first, so a door found open under a fire hold
-# is not forced; the exit button last, after the door.
-_LEVEL_ORDER: tuple[str, ...] = ("fire", "tamper", "door_contact", "exit_button")
+# is not forced; lockdown before anything that could release; the exit button last.
+_LEVEL_ORDER: tuple[str, ...] = ("fire", "tamper", "lockdown", "door_contact", "exit_button")
+LOCKDOWN_INPUT = "input"  # the lockdown source the lockdown input holds
 OVERLAYS = frozenset({"grant", "deny", "alarm"})
 #: The closed set of ``door`` journal events.
 EVENTS = frozenset({
@@ -375,6 +377,8 @@ class DoorMachine:
             return self._opened(since, at) if active else self._closed(at)
         if name == "exit_button":
             return self.exit_request(at) if active else []
+        if name == "lockdown":
+            return self.set_lockdown(active, LOCKDOWN_INPUT, at)
         if name == "tamper":
             if active:
                 return self._alarm("tamper", "tamper switch active")

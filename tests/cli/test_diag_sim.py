@@ -29,7 +29,7 @@ def test_selftest_sim_passes_every_check_that_needs_no_person() -> None:
     ("relay", "3x released, the door opened each time and secured again by itself"),
     ("leds", "green_led went on and off, red_led went on and off"),
     ("buzzer", "buzzer went on and off"),
-    ("inputs", "door_contact inactive, exit_button inactive, tamper inactive, fire inactive"),
+    ("inputs", "door_contact inactive, exit_button inactive, tamper inactive, fire inactive, lockdown inactive"),
     ("nfc", "GatePass holder: "),
     ("camera", " fps, 640x480, brightness "),
     ("scanner", "1 line(s) read at 9600 8N1"),

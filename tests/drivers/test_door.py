@@ -361,6 +361,40 @@ def test_a_missed_edge_is_caught_by_the_level_read(doors, factory):
     assert events[0].kind == "tamper_on"
 
 
+def test_the_lockdown_switch_is_debounced_and_a_missed_edge_is_read_back(doors, factory):
+    """The lockdown input is an input like the others: active low on its default pin (a
+    normally-open switch closing to GND), debounced, and healed by the level read."""
+    door, events = doors()
+    switch = factory.pin(DEFAULT_PINS["lockdown"].bcm)
+    assert door.state().inputs["lockdown"] is False and switch.state  # pulled high: no lockdown
+    switch.drive_low()
+    time.sleep(0.02)
+    switch.drive_high()  # a bounce shorter than its 0.1 s debounce
+    time.sleep(0.25)
+    assert events == []
+    switch.drive_low()
+    wait_until(lambda: len(events) == 1)
+    assert (events[0].input, events[0].active, events[0].kind) == ("lockdown", True, "lockdown_on")
+    callback = switch.when_changed
+    switch.when_changed = None
+    switch.drive_high()  # the switch turned off, and the edge is lost
+    switch.when_changed = callback
+    time.sleep(0.2)
+    assert len(events) == 1 and door.state().inputs["lockdown"] is True
+    assert door.read_inputs()["lockdown"] is False
+    wait_until(lambda: len(events) == 2)
+    assert events[1].kind == "lockdown_off" and door.state().inputs["lockdown"] is False
+
+
+def test_an_unwired_lockdown_input_reads_no_lockdown():
+    """Nothing wired to the lockdown pin: the pull-up holds it high, which is its inactive
+    level, so a gate without a switch is never locked down by it (tamper and fire, loops
+    that read active when open, are the opposite)."""
+    spec = DoorSettings().lockdown
+    assert spec is not None and spec.pull == "up" and spec.active_high is False
+    assert DoorIO._active(spec, 1) is False and DoorIO._active(spec, 0) is True
+
+
 def test_a_slow_event_consumer_never_delays_the_relay(factory):
     gate = threading.Event()
     door = DoorIO(DoorSettings(release_s=0.1), factory, on_event=lambda e: gate.wait(5))

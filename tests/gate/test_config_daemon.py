@@ -134,6 +134,36 @@ def test_a_wrong_daemon_key_is_refused_with_its_key_path(change: tuple[str, str]
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ("lockdown = { pin = 12 }", "door.lockdown.pin: GPIO 12 is already door.relay"),
+    ("lockdown = { pin = 5 }", "door.lockdown.pin: GPIO 5 is already door.door_contact"),
+    ("lockdown = { pin = 28 }", "door.lockdown.pin: 28 is not a GPIO number 0-27"),
+    ("lockdown = { pin = 26, pull = \"weak\" }", "door.lockdown.pull: must be \"up\" or \"down\" or \"none\""),
+    ("lockdown = { pin = 26, debounce_s = 9 }", "door.lockdown.debounce_s: 9 is not a number of seconds"),
+    ("lockdown = { pin = 26, polarity = 0 }", "door.lockdown.polarity: unknown key"),
+    ("lockdown = true", "door.lockdown: must be a table like { pin = 17 } or false"),
+    ("exit_button = { pin = 26 }", "door.lockdown.pin: GPIO 26 is already door.exit_button"),
+])
+def test_lockdown_input_config_errors_name_their_key_path(line: str, message: str) -> None:
+    """The lockdown switch's keys are the other inputs' (pin, active_high, pull, debounce_s),
+    checked the same way; its default pin (26) clashes with a role moved onto it."""
+    text = FULL.replace("exit_button = { pin = 16, debounce_s = 0.02 }\n", line + "\n", 1) \
+        if line.startswith("exit_button") else FULL.replace("tamper = false\n", f"tamper = false\n{line}\n", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert message in str(info.value)
+
+
+def test_the_lockdown_input_defaults_to_an_active_low_switch_on_gpio_26_or_is_left_out() -> None:
+    door = parse_config(FULL).door
+    assert door is not None and door.settings.lockdown == InputPin(26, active_high=False, pull="up", debounce_s=0.1)
+    moved = parse_config(FULL.replace("tamper = false\n",
+                                      "tamper = false\nlockdown = { pin = 24, active_high = true }\n"))
+    assert moved.door is not None and moved.door.settings.lockdown == InputPin(24, active_high=True, debounce_s=0.1)
+    none = parse_config(FULL.replace("tamper = false\n", "tamper = false\nlockdown = false\n"))
+    assert none.door is not None and none.door.settings.lockdown is None
+
+
 def test_a_wrong_time_zone_names_gate_timezone() -> None:
     with pytest.raises(ConfigError, match="timezone"):
         parse_config(BASE.replace('id = "g1"\n', 'id = "g1"\ntimezone = "Mars/Olympus"\n'))

@@ -220,6 +220,29 @@ def test_lockdown_is_held_per_source_and_recorded() -> None:
     assert not machine.lockdown and machine.set_lockdown(False, "cli", 5.0) == []
 
 
+def test_the_lockdown_input_holds_its_own_source_and_a_missed_edge_is_read_back() -> None:
+    """The lockdown switch is the "input" source: its edges and level reads set and end it,
+    never a lockdown the command line holds; an edge that was lost is found by the level read."""
+    machine = door()
+    assert machine.input("lockdown", True, 1.0) == [Record("lockdown_on", "by input")]
+    assert machine.lockdown and machine.snapshot()["lockdown_by"] == ["input"]
+    assert machine.input("exit_button", True, 1.5)[0] == Release(5.0)  # an exit is never blocked
+    machine.set_lockdown(True, "cli", 2.0)
+    assert machine.input("lockdown", False, 3.0) == [
+        Record("lockdown_source", "input off; lockdown stays on by cli")]
+    assert machine.lockdown  # the switch turned off does not end the command line's lockdown
+    machine.set_lockdown(False, "cli", 4.0)
+    assert not machine.lockdown
+    # Lost edges: the periodic level read sets, then ends, the switch's lockdown.
+    assert events(machine.levels({"lockdown": True}, 5.0)) == ["lockdown_on", "level_resync"]
+    assert machine.snapshot()["lockdown_by"] == ["input"]
+    assert events(machine.levels({"lockdown": False}, 6.0)) == ["lockdown_off", "level_resync"]
+    # A switch already on when the daemon starts locks down at the first read, without a resync.
+    first = DoorMachine(release_s=5, held_open_s=30, turnstile=False, has_contact=True, now=0.0)
+    first.start(0.0)
+    assert first.levels({"lockdown": True, "fire": False}, 1.0) == [Record("lockdown_on", "by input")]
+
+
 def test_turnstiles_and_doors_without_contact_detect_neither_forced_nor_held() -> None:
     turnstile = door(turnstile=True)
     assert events(turnstile.input("door_contact", True, 1.0)) == ["door_opened"]

@@ -1,6 +1,6 @@
 """The door diagnostics: ``relay`` (release N times, confirmed by the door contact where one
 is wired), ``leds``, ``buzzer`` and ``inputs`` (a live view of the door contact, exit
-button, tamper and fire input; in the selftest, their levels now).
+button, tamper, fire and lockdown input; in the selftest, their levels now).
 
 They work on a :class:`DoorChannel`: the door I/O in this process (:class:`LocalDoor`, when
 no daemon runs: the pins are free) or the running daemon's, through its control socket (it
@@ -30,11 +30,12 @@ DIAG_OVERLAYS: Mapping[str, tuple[Step, ...]] = MappingProxyType({
 })
 #: what each input's active level means, for the live view and the selftest
 MEANING = {"door_contact": ("door open", "door closed"), "exit_button": ("exit pressed", "exit released"),
-           "tamper": ("TAMPER (case open or loop cut)", "tamper quiet"), "fire": ("FIRE input active", "fire quiet")}
+           "tamper": ("TAMPER (case open or loop cut)", "tamper quiet"), "fire": ("FIRE input active", "fire quiet"),
+           "lockdown": ("LOCKDOWN switch on", "lockdown switch off")}
 _SHOWN = {"green_led": ("diag_green", "the green LED light"), "red_led": ("diag_red", "the red LED light"),
           "buzzer": ("diag_buzzer", "the buzzer sound")}
 _PINS = {"door_contact": "the reed contact", "exit_button": "the exit button", "tamper": "the tamper switch",
-         "fire": "the fire panel's contact"}
+         "fire": "the fire panel's contact", "lockdown": "the lockdown switch"}
 
 
 def with_diag_overlays(settings: DoorSettings) -> DoorSettings:
