@@ -257,8 +257,10 @@ def _print_daemon(daemon: dict | None) -> None:
     else:
         origin = ("STOPPED, " if daemon.get("stopped") else "") + f"stored {daemon.get('age_s')} s ago" + (
             ", STALE" if daemon.get("stale") and not daemon.get("stopped") else "")
-    print(f"daemon ({origin}): door {door.get('state')}, lockdown "
-          f"{'ON' if daemon.get('lockdown') else 'off'}, alarms {', '.join(door.get('alarms') or []) or 'none'}, "
+    holders = ", ".join(door.get("lockdown_by") or [])  # who holds it: "cli", "input" (the switch)
+    lockdown = ("ON" + (f" (by {holders})" if holders else "")) if daemon.get("lockdown") else "off"
+    print(f"daemon ({origin}): door {door.get('state')}, lockdown {lockdown}, "
+          f"alarms {', '.join(door.get('alarms') or []) or 'none'}, "
           f"policy {daemon.get('policy_origin')}, decisions {daemon.get('decisions')}")
     for name, source in sorted((daemon.get("sources") or {}).items()):
         state = "up" if source.get("up") else "DOWN"

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from drivers.door import DoorIO
+from drivers.door import INPUTS, DoorIO
 from drivers.errors import DriverConfigError
 from drivers.pins import make_pin_factory
 from drivers.wiegand import FORMATS, pulse_frame
@@ -276,7 +276,7 @@ class Daemon:
         action = request.get("action")
         if action == "input":
             spec = getattr(settings, str(request.get("input")), None)
-            if spec is None or request.get("input") not in ("door_contact", "exit_button", "tamper", "fire"):
+            if spec is None or request.get("input") not in INPUTS:
                 raise ValueError("sim input: no such input on this door")
             active = request.get("active")
             if not isinstance(active, bool):

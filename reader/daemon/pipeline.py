@@ -346,6 +346,8 @@ class Pipeline:
         for r in records:
             level = logging.WARNING if r.alarm else logging.INFO
             log.log(level, "door %s: %s", r.event, r.detail)
+        if any(r.event in ("lockdown_on", "lockdown_off") for r in records):
+            self._show_lockdown()  # whoever changed it: the command line, or the lockdown input
 
     # -- control requests ----------------------------------------------------------------------
 

@@ -84,6 +84,18 @@ def test_lockdown_on_and_off_through_the_cli(sim) -> None:
     assert gate.wait_decisions(3)[-1] == ("scan", "grant", "granted")
     door = [(r.reason, r.detail) for r in gate.records("door") if r.reason.startswith("lockdown")]
     assert [reason for reason, _ in door] == ["lockdown_on", "lockdown_off"] and "uid" in door[0][1]
+    # The lockdown switch, worked through the sim command as the other inputs are.
+    answer = gate.ctl({"cmd": "sim", "action": "input", "input": "lockdown", "active": True})
+    assert (answer["input"], answer["active"]) == ("lockdown", True)
+    assert wait_for(lambda: gate.status()["door"]["lockdown_by"] == ["input"], 5.0)
+    done = gate.gate_reader("status", "--config", str(gate.config))
+    assert "lockdown ON (by input)" in done.stdout, done.stdout + done.stderr
+    scanner.scan(Employee(centre, 11, groups=["staff"]).qr())
+    assert gate.wait_decisions(4)[-1] == ("scan", "deny", "not_authorized")
+    gate.ctl({"cmd": "sim", "action": "input", "input": "lockdown", "active": False})
+    assert wait_for(lambda: not gate.status()["lockdown"], 5.0)
+    assert [r.detail for r in gate.records("door") if r.reason.startswith("lockdown")][-2:] == [
+        "by input", "by input"]
     # A second daemon for the same gate refuses to start, before it touches a pin.
     second = gate.gate_reader("run", "--config", str(gate.config), timeout=30)
     assert second.returncode == 2 and "already answers" in second.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from drivers.base import Presentation
 from drivers.door import InputEvent
+from drivers.pins import DEFAULT_PINS
 from offline_cache.errors import StoreError
 from reader.daemon.pipeline import LOCKDOWN_KEY
 from tests.daemon.conftest import Gate, make_gate
@@ -112,6 +113,53 @@ def test_lockdown_refuses_all_but_its_groups_is_kept_over_a_restart_and_exit_sti
         assert again.machine.lockdown and again.door.state().base.red
         again.door.close()
         again.store.close()
+    finally:
+        gate.door.close()
+        gate.store.close()
+
+
+def test_the_lockdown_switch_refuses_all_but_its_groups_and_never_ends_the_clis(tmp_path: Path) -> None:
+    """The [door] lockdown input: on, only the [lockdown] groups pass (an exit still
+    releases); off, it ends unless the command line holds a lockdown too; an edge the door
+    layer missed is found by the worker's periodic level read."""
+    gate = make_gate(tmp_path, extra='[lockdown]\ngroups = ["security"]\n')
+    switch = gate.factory.pin(DEFAULT_PINS["lockdown"].bcm)
+    try:
+        gate.pipeline.handle(InputEvent("lockdown", True, time.monotonic()))
+        assert gate.machine.lockdown and gate.door.state().base.red
+        refused = gate.show("cam-a", gate.qr(gate.credential(1, groups=["staff"])))
+        assert (refused.reason, refused.detail) == ("not_authorized", "lockdown: only groups security pass")
+        assert gate.show("cam-a", gate.qr(gate.credential(2, groups=["security"]))).granted
+        gate.door.secure()
+        gate.pipeline.handle(InputEvent("exit_button", True, time.monotonic()))
+        assert gate.relay.state, "an exit is never blocked by a lockdown"
+        gate.pipeline.handle(InputEvent("exit_button", False, time.monotonic()))
+        gate.door.secure()
+        # The command line holds it too: turning the switch off does not end it.
+        gate.pipeline.run_request("lockdown", {"on": True, "by": "cli", "who": "uid 0"})
+        assert gate.store.get_json(LOCKDOWN_KEY) == ["cli"]  # the switch is read again at start, not kept
+        gate.pipeline.handle(InputEvent("lockdown", False, time.monotonic()))
+        assert gate.pipeline.health()["door"]["lockdown_by"] == ["cli"]
+        assert gate.show("cam-a", gate.qr(gate.credential(3, groups=["staff"]))).reason == "not_authorized"
+        gate.pipeline.run_request("lockdown", {"on": False, "by": "cli", "who": "uid 0"})
+        assert not gate.machine.lockdown and not gate.door.state().base.red
+        assert gate.show("cam-a", gate.qr(gate.credential(4, groups=["staff"]))).granted
+        door = [(r.reason, r.detail) for r in gate.records("door") if r.reason.startswith("lockdown")]
+        assert door == [("lockdown_on", "by input"),
+                        ("lockdown_source", "cli on; lockdown stays on by cli, input (uid 0)"),
+                        ("lockdown_source", "input off; lockdown stays on by cli"), ("lockdown_off", "by cli (uid 0)")]
+        # A missed edge: the switch closes while its pin reports nothing; the level read
+        # hands it to the debounce and, once it has held, the worker takes the level.
+        switch.when_changed, callback = None, switch.when_changed
+        switch.drive_low()
+        switch.when_changed = callback
+        gate.clock.move(1)
+        gate.pipeline.service()
+        wait_until(lambda: gate.door.state().inputs["lockdown"], 2.0)
+        gate.clock.move(1)
+        gate.pipeline.service()
+        assert gate.machine.lockdown and gate.pipeline.health()["lockdown"] is True
+        assert [r.reason for r in gate.records("door")][-2:] == ["lockdown_on", "level_resync"]
     finally:
         gate.door.close()
         gate.store.close()
