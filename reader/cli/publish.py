@@ -1,14 +1,17 @@
 """``gate-reader authority publish``, ``revoke`` and ``refresh``: the centre's side of distribution.
 
-``publish`` puts issuer certificates, status lists and the legacy card list into a TUF
-repository (offline_cache.publish) that any static web server can serve to the gates.
+``publish`` puts issuer certificates, status lists, the legacy card list and gate groups'
+reader policies (``policy/<group>.toml``) into a TUF repository (offline_cache.publish) that
+any static web server can serve to the gates.
 ``revoke`` is the one command an operator runs to revoke (or suspend, or restore) a
 credential: it starts from the list as published, changes the entries asked, signs it with
 a newer iat and publishes it. ``refresh`` (run by a timer) signs every published list again
 with a new iat, so gates never see them go stale, and renews the TUF metadata.
 
 Whatever a command is about to publish is first checked as a gate would check it, against
-what is published now (:mod:`reader.cli.gate_view`), before anything is written.
+what is published now (:mod:`reader.cli.gate_view`), before anything is written. A policy
+is parsed by the gate's own parser (``parse_policy_toml``): one a gate would ignore is
+refused here with the gate's message, and nothing is signed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 
 from reader.cli import authority_args as a
 from reader.cli.gate_view import LEGACY_TARGET, TRUST_TARGET, check_change, gate_view, n, published_view, trust_of
+from reader.gate.policy_tables import MAX_POLICY_BYTES, parse_policy_toml
+from reader.gate.schedules import check_name
 from reader.gatepass.authority import (
     AuthorityError,
     Issuer,
@@ -59,15 +64,18 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
     p = action(
         actions, "publish", _cmd_publish, "publish certificates and lists to a TUF repository",
         "Create (--init) or update a TUF repository folder (root, targets, snapshot, timestamp metadata, "
-        "python-tuf layout, consistent snapshots) holding trust/issuers.pem, status/NAME.cwt and "
-        "legacy/cards.cwt, ready for any static web server: serve REPO/public/ and nothing else (its "
+        "python-tuf layout, consistent snapshots) holding trust/issuers.pem, status/NAME.cwt, "
+        "legacy/cards.cwt and policy/GROUP.toml (the reader policy of the gates whose [gate] group is "
+        "GROUP), ready for any static web server: serve REPO/public/ and nothing else (its "
         "metadata/ and targets/ are the gates' sync URLs). --init makes the four role keys under REPO/keys/ "
         "(mode 0600, beside public/, never served) and REPO/public/metadata/root.json, the file every gate "
         "pins at install. Each run signs new targets, snapshot and timestamp versions. What would be "
         "published is first checked as a gate checks it: every list must verify under the trust bundle, "
         "no two lists may share a uri, and a list replacing a published one (same uri) needs a newer iat "
-        "and must keep every revoked entry.",
-        "gate-reader authority publish --repo repo --init --trust keys/issuer.pem --status s1.cwt",
+        "and must keep every revoked entry; a policy must parse as a gate parses it (TOML, known keys, "
+        "schedules, at most 64 KiB), or nothing is published. An empty GROUP.toml hands every rule back to "
+        "the gates' own config (--remove policy/GROUP.toml withdraws the target; gates keep the one they hold).",
+        "gate-reader authority publish --repo repo --init --trust keys/issuer.pem --status s1.cwt --policy hq.toml",
     )
     p.add_argument("--repo", required=True, metavar="DIR", help="the repository folder")
     p.add_argument("--init", action="store_true", help="create the repository and its keys first")
@@ -76,8 +84,11 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
     p.add_argument("--status", action="append", default=[], metavar="FILE",
                    help="a status list token to publish as status/<file name> (repeatable)")
     p.add_argument("--legacy", metavar="FILE", help="the legacy card list token, published as legacy/cards.cwt")
+    p.add_argument("--policy", action="append", default=[], metavar="FILE",
+                   help="a gate group's reader policy (TOML), published as policy/<file name>: the file name is "
+                   "the group, e.g. hq.toml for the gates with [gate] group = \"hq\" (repeatable)")
     p.add_argument("--remove", action="append", default=[], metavar="TARGET",
-                   help="a target path to withdraw, such as status/old.cwt (repeatable)")
+                   help="a published target to withdraw, such as status/old.cwt or policy/hq.toml (repeatable)")
     p.add_argument("--timestamp-only", action="store_true",
                    help="only sign a new timestamp (renew its 1-day expiry); 'refresh' does that and more")
     p.set_defaults(load_issuer=load_issuer)
@@ -194,6 +205,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         staged[f"status/{Path(path).name}"] = a.read_bytes(path, "--status", MAX_LIST_BYTES)
     if args.legacy:
         staged[LEGACY_TARGET] = a.read_bytes(args.legacy, "--legacy", MAX_LIST_BYTES)
+    for path in args.policy:
+        target, raw = _checked_policy(path)
+        if target in staged:
+            raise AuthorityError(f"--policy {path}: {target} is given twice")
+        staged[target] = raw
     for target in args.remove:
         staged[target] = None
     for target, data in staged.items():  # validates every path before anything is read or written
@@ -201,6 +217,13 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     with repo.locked():
         now = _clock()
         contents = repo.published_contents()
+        for target in args.remove:  # a name mistyped would otherwise leave the real target published
+            if target not in contents:
+                raise AuthorityError(f"--remove {target}: not published (published: {', '.join(contents) or 'none'})")
+            if target.startswith("policy/") and contents[target].strip():
+                # A gate stores the policy it fetched and keeps it while none is published.
+                a.note(f"note: {target} withdrawn, but gates that hold it keep applying it: publish an empty "
+                       f"{target.removeprefix('policy/')} first to hand their rules back to their own config")
         new_trust = trust_of({k: v for k, v in staged.items() if v is not None}, None)
         # The published lists, as a gate holding the old or the new bundle verified them.
         before = gate_view(contents, TrustStore([*trust_of(contents, None), *new_trust]), None)
@@ -216,6 +239,36 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     print(f"serve: {Path(args.repo) / 'public'} (only that folder; the keys stay beside it)")
     print(f"pin at install: {Path(args.repo) / 'public' / 'metadata' / 'root.json'}")
     return 0
+
+
+def _checked_policy(path: str) -> tuple[str, bytes]:
+    """``(policy/<group>.toml, bytes)`` of a ``--policy`` file, parsed exactly as a gate parses
+    the fetched target, so a policy the gates would ignore is refused here with their message.
+    What only a gate knows is left to it: its own readers and schedules (a reader this file
+    names that a gate lacks is skipped there; a schedule defined only in a gate's config is
+    found there), so those are notes, not refusals."""
+    name = Path(path).name
+    group = name.removesuffix(".toml")
+    try:
+        if group == name:
+            raise ValueError("the file name is the gate group, ending in .toml (hq.toml -> policy/hq.toml)")
+        check_name(group, "the gate group (the file name without .toml)")
+    except ValueError as exc:
+        raise AuthorityError(f"--policy {path}: {exc}") from None
+    target = f"policy/{name}"
+    # Read up to the authority's input bound, so a file over the policy bound gets the gate's own message.
+    raw = a.read_bytes(path, "--policy", max(a.MAX_INPUT_BYTES, MAX_POLICY_BYTES + 1))
+    try:
+        tables = parse_policy_toml(raw, where=f"central {target}")
+    except ValueError as exc:
+        raise AuthorityError(f"--policy {path}: {exc} (a gate would ignore it; nothing published)") from None
+    defined = set(tables.schedules or {})
+    for reader, rules in sorted(tables.readers.items()):
+        given = (rules.schedule, rules.legacy_schedule, *(rules.group_schedules or {}).values())
+        for schedule in sorted({s for s in given if s is not None} - defined):
+            a.note(f"note: {target}: readers.{reader} names schedule {schedule!r}, not defined in this file: "
+                   "a gate whose config does not define it ignores the whole policy")
+    return target, raw
 
 
 # --- revoke -------------------------------------------------------------------------------
