@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,18 +65,29 @@ def test_a_since_that_is_no_seq_time_or_span_is_a_usage_error(tmp_path: Path, si
     assert code == 2 and out == "" and "--since" in err
 
 
+_READERS: weakref.WeakKeyDictionary[subprocess.Popen[str], queue.Queue[str]] = weakref.WeakKeyDictionary()
+
+
+def _pump(stdout: Any, into: queue.Queue[str]) -> None:
+    for line in stdout:
+        into.put(line)
+
+
 def _lines(process: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
+    """The next ``count`` lines the process prints, or fewer if ``timeout`` runs out. A thread
+    reads its stdout: a selector on the pipe would miss lines already in the text buffer."""
     assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
+    if process not in _READERS:
+        _READERS[process] = queue.Queue()
+        threading.Thread(target=_pump, args=(process.stdout, _READERS[process]), daemon=True).start()
+    lines_read = _READERS[process]
     lines: list[str] = []
     deadline = time.monotonic() + timeout
-    while len(lines) < count and time.monotonic() < deadline:
-        if selector.select(timeout=0.1):
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
+    while len(lines) < count:
+        try:
+            lines.append(lines_read.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
     return lines
 
 
