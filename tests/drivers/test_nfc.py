@@ -212,9 +212,9 @@ def _fault_then_good_tap(port: int, emulator: CardEmulator, authority: Authority
     lies on the reader, so counted once), then a good card is read."""
     presentations: queue.Queue = queue.Queue()
     caplog.set_level(logging.WARNING, logger="drivers.nfc")
-    emulator.present(faulty)
     with nfc_source(port, presentations, **kwargs) as source:
         assert source.health().extra["failed_exchanges"] == dict.fromkeys(FAILURE_CAUSES, 0)
+        emulator.present(faulty)
         assert wait_for(lambda: any(expected in r.getMessage() for r in caplog.records))
         time.sleep(0.3)  # left on the reader a while: still one failure, not one per poll
         emulator.remove()
@@ -380,6 +380,28 @@ def test_bad_settings_name_their_key(kwargs, key):
     kwargs = {"gate_id": GATE, **kwargs}
     with pytest.raises(DriverConfigError, match=key):
         NfcSource("nfc-test", queue.Queue(), **kwargs)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (20, None),
+    (5, "readers[0].poll_interval_ms: must be an integer from 10 to 1000, not 5"),
+    (20.0, "readers[0].poll_interval_ms: must be an integer (like 50), not 20.0"),
+])
+def test_poll_interval_key_in_the_config_is_checked_with_its_key_path(value, message):
+    """``poll_interval_ms`` in ``[[readers]]`` reaches the source as any driver key does, and
+    a bad value is refused naming the key path (at start and by check-config alike)."""
+    from reader.daemon.sources import build_source
+    from reader.errors import ConfigError
+    from reader.gate.config_readers import ReaderConfig
+
+    reader = ReaderConfig(0, "lobby-nfc", "nfc", "udp:127.0.0.1:1", {"poll_interval_ms": value})
+    if message is None:
+        source = build_source(reader, lambda _p: None, gate_id=GATE, pin_factory=None)
+        assert isinstance(source, NfcSource) and source.poll_interval_s == 0.02
+        return
+    with pytest.raises(ConfigError) as refused:
+        build_source(reader, lambda _p: None, gate_id=GATE, pin_factory=None)
+    assert str(refused.value) == message
 
 
 def test_registry_finds_the_source():
