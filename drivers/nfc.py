@@ -143,7 +143,7 @@ class NfcSource(SourceBase):
         self._rnonce = rnonce
         self.exchange_timeout_s = exchange_timeout_s
         self.max_response = max_response
-        self.poll_interval_s = poll_interval_ms / 1000  # pause between polls that found nothing
+        self.poll_interval_s = poll_interval_ms / 1000  # empty polls start this often (start to start)
         self._factory: FrontendFactory = frontend_factory or open_frontend
         # The simulator only listens as Type A; on hardware poll both ISO 14443 kinds.
         self._targets = ("106A",) if path.startswith("udp") else ("106A", "106B")
