@@ -45,6 +45,9 @@ def test_empty_udp_polls_give_up_within_a_pn53x_poll_time(frontend):
     # nfcpy's own udp driver takes 1.0 s here; the polled one its SENS_RES wait.
     assert statistics.median(took) >= SENS_WAIT_S * 0.9
     assert statistics.median(took) < SENS_WAIT_S + 0.04, took
+    started = time.perf_counter()  # Type B's SENSB_REQ gets the same wait
+    assert frontend.sense(nfc.clf.RemoteTarget("106B"), iterations=1) is None
+    assert time.perf_counter() - started < SENS_WAIT_S + 0.1
 
 
 def test_udp_paths_get_the_polled_device_and_others_go_to_nfcpy():
