@@ -41,8 +41,27 @@ to the sink) and its APDU count are in ``health().extra``: ``last_exchange_ms``,
 They are set before the presentation is emitted, so a consumer reading them on receipt
 sees the figures of that presentation.
 
-``frontend_factory`` (default ``nfc.ContactlessFrontend``) is how tests hand in a reader
-that fails on purpose, as gpiozero takes ``pin_factory``.
+Polling. Polls that find nothing start every ``poll_interval_ms`` (default 50, the
+``[[readers]]`` key of that name, 10 to 1000): after an empty poll the source pauses for what
+the poll left of the interval. On a USB PN533/ACR122U an empty poll of both ISO 14443 kinds
+takes ~10-20 ms, so the cycle is the interval, and a phone put on the reader waits ~25 ms on
+average (at most ~50) for the poll that finds it. A shorter interval takes that down (20 ms:
+~15 ms off the median) at the price of more polls a second, each a USB round trip or two in
+Python; the default keeps the idle daemon's CPU low on a Pi, a reader where the felt tap
+matters more sets 20.
+
+Failed exchanges are counted per cause in ``health().extra["failed_exchanges"]`` (since
+the source was made; each also gets its warning line): ``card_gone`` (stopped answering
+mid-exchange, or an answer without a status word), ``bad_status`` (a status word no holder
+sends, or more data announced and none given), ``timeout`` (``exchange_timeout_s`` passed)
+and ``not_activated`` (announced ISO-DEP, then no ATS). ``gate-reader status`` shows a
+source's extras as they are.
+
+``frontend_factory`` is how tests hand in a reader that fails on purpose, as gpiozero takes
+``pin_factory``. The default is ``drivers.nfc_udp.open_frontend``: nfcpy's
+``ContactlessFrontend`` for the path, except that a ``udp`` path (the simulator) polls as a
+PN53x does, giving up on an empty field within milliseconds instead of nfcpy's udp driver's
+1 s; why, and why that is no fallback, is in that module's docstring.
 """
 
 from __future__ import annotations
@@ -63,6 +82,7 @@ import nfc.tag.tt4
 
 from drivers.base import Sink, SourceBase
 from drivers.errors import DeviceUnavailable, DriverConfigError, DriverTimeout
+from drivers.nfc_udp import open_frontend
 from offline_cache.loghash import short_hash
 
 log = logging.getLogger(__name__)
@@ -70,6 +90,9 @@ log = logging.getLogger(__name__)
 GATEPASS_AID = bytes.fromhex("F04741544550415353")  # F0 + "GATEPASS" (spec 2.2)
 _PATH = re.compile(r"^(usb(:[0-9a-fA-F]+(:[0-9a-fA-F]+)?)?|(tty|com):[\w.-]+(:\w+)?|udp(:[^:]*)?(:\d+)?)$")
 _CARD_ERRORS = (nfc.clf.CommunicationError, nfc.tag.TagCommandError, IndexError, ValueError, TypeError)
+#: the causes ``health().extra["failed_exchanges"]`` counts (see the module docstring)
+FAILURE_CAUSES = ("card_gone", "bad_status", "timeout", "not_activated")
+POLL_INTERVAL_MS = (10, 1000)  # the bounds of ``poll_interval_ms``
 
 FrontendFactory = Callable[[str], Any]
 
@@ -81,7 +104,6 @@ class _CardGone(Exception):
 class NfcSource(SourceBase):
     """GatePass holders and legacy cards on an nfcpy reader; see the module docstring."""
 
-    poll_interval_s: float = 0.05  # pause between polls that found nothing (hardware)
     presence_interval_s: float = 0.1  # pause between presence checks of a card left on
 
     def __init__(
@@ -94,6 +116,7 @@ class NfcSource(SourceBase):
         rnonce: Callable[[], bytes] = lambda: os.urandom(16),
         exchange_timeout_s: float = 1.0,
         max_response: int = 4096,
+        poll_interval_ms: int = 50,
         frontend_factory: FrontendFactory | None = None,
     ) -> None:
         super().__init__(name, sink)
@@ -108,17 +131,27 @@ class NfcSource(SourceBase):
             raise DriverConfigError("exchange_timeout_s: must be positive")
         if max_response < 1:
             raise DriverConfigError("max_response: must be positive")
+        low, high = POLL_INTERVAL_MS
+        if isinstance(poll_interval_ms, bool) or not isinstance(poll_interval_ms, int) \
+                or not low <= poll_interval_ms <= high:
+            # Below 10 ms the loop would mostly poll (CPU, and a field that never rests); above
+            # a second a tap is felt to fail.
+            raise DriverConfigError(f"poll_interval_ms: must be an integer from {low} to {high}, "
+                                    f"not {poll_interval_ms!r}")
         self.path = path
         self.gate_id = gate_id
         self._rnonce = rnonce
         self.exchange_timeout_s = exchange_timeout_s
         self.max_response = max_response
-        self._factory: FrontendFactory = frontend_factory or nfc.ContactlessFrontend
+        self.poll_interval_s = poll_interval_ms / 1000  # empty polls start this often (start to start)
+        self._factory: FrontendFactory = frontend_factory or open_frontend
         # The simulator only listens as Type A; on hardware poll both ISO 14443 kinds.
         self._targets = ("106A",) if path.startswith("udp") else ("106A", "106B")
         self._clf: Any = None
         self._held_tag: Any = None  # an ISO-DEP card left on the reader, presence-checked
         self._held_uid: bytes | None = None  # a UID-only card left on the reader
+        self._failed = dict.fromkeys(FAILURE_CAUSES, 0)
+        self._health.extra = {"failed_exchanges": dict(self._failed)}
 
     # -- the device ------------------------------------------------------------------------
 
@@ -183,8 +216,8 @@ class NfcSource(SourceBase):
         else:
             failure = "no answer to RATS"
         if not isinstance(tag, nfc.tag.tt4.Type4Tag):
-            log.warning("source %s: card %s announced ISO-DEP but did not activate (%s); no presentation",
-                        self.name, short_hash(uid), failure)
+            self._failed_exchange("not_activated", "card %s announced ISO-DEP but did not activate (%s)",
+                                  short_hash(uid), failure)
             self._held_uid = uid
             return
         self._held_tag = tag
@@ -218,8 +251,8 @@ class NfcSource(SourceBase):
                 self._emit_legacy(uid, seen, apdus, "no GatePass application")
                 return
             if sw != b"\x90\x00":
-                log.warning("source %s: card %s answered SELECT with status %s; no presentation",
-                            self.name, short_hash(uid), sw.hex().upper())
+                self._failed_exchange("bad_status", "card %s answered SELECT with status %s", short_hash(uid),
+                                      sw.hex().upper())
                 return
             challenge = bytes(self._rnonce())
             if len(challenge) != 16:
@@ -240,21 +273,20 @@ class NfcSource(SourceBase):
                 if (sw1, sw2) == (0x90, 0x00):
                     break
                 if sw1 != 0x61:
-                    log.warning("source %s: holder %s answered with status %02X%02X after %d bytes in %d APDUs; "
-                                "no presentation", self.name, short_hash(uid), sw1, sw2, len(answer), apdus)
+                    self._failed_exchange("bad_status", "holder %s answered with status %02X%02X after %d bytes in "
+                                          "%d APDUs", short_hash(uid), sw1, sw2, len(answer), apdus)
                     return
                 response = send(0x00, 0xC0, 0x00, 0x00, None, mrl=sw2 or 256)
                 if len(response) == 2 and response[0] == 0x61:
-                    log.warning("source %s: holder %s announced more data but GET RESPONSE returned none; "
-                                "no presentation", self.name, short_hash(uid))
+                    self._failed_exchange("bad_status", "holder %s announced more data but GET RESPONSE returned "
+                                          "none", short_hash(uid))
                     return
             self._emit_nfc(bytes(answer), challenge, seen, apdus)
         except _CardGone as exc:
-            log.warning("source %s: card %s stopped answering after %d APDUs (%s): removed mid-exchange, "
-                        "or the link broke; no presentation", self.name, short_hash(uid), apdus, exc)
+            self._failed_exchange("card_gone", "card %s stopped answering after %d APDUs (%s): removed "
+                                  "mid-exchange, or the link broke", short_hash(uid), apdus, exc)
         except DriverTimeout as exc:
-            log.warning("source %s: card %s: %s after %d APDUs; no presentation", self.name, short_hash(uid),
-                        exc, apdus)
+            self._failed_exchange("timeout", "card %s: %s after %d APDUs", short_hash(uid), exc, apdus)
 
     def _check_presence(self) -> None:
         tag = self._held_tag
@@ -296,6 +328,13 @@ class NfcSource(SourceBase):
     def _set_extra(self, **values: object) -> None:
         with self._lock:
             self._health.extra = {**self._health.extra, **values}
+
+    def _failed_exchange(self, cause: str, message: str, *args: object) -> None:
+        """One tap that gave no presentation: counted by cause, and one warning line (short
+        hashes and lengths only)."""
+        self._failed[cause] += 1
+        self._set_extra(failed_exchanges=dict(self._failed))  # a new dict: health() hands it out
+        log.warning("source %s: " + message + "; no presentation", self.name, *args)
 
     def _emit_legacy(self, uid: bytes, seen: float, apdus: int, why: str) -> None:
         elapsed_ms = (time.perf_counter() - seen) * 1000

@@ -69,7 +69,8 @@ class GatePassHolder:
     ``remove_after_apdus=N`` answers N APDUs, then leaves the field without answering the
     next one; ``garbage`` answers the CHALLENGE with nonsense and a status word no holder
     sends; ``oversize`` pads the answer past the spec's 4096-byte bound; ``wtx`` asks for
-    that many waiting-time extensions before answering the CHALLENGE.
+    that many waiting-time extensions before answering the CHALLENGE; ``mute_rats`` announces
+    ISO-DEP in SEL_RES and then never answers the RATS (no ATS: the card does not activate).
     """
 
     answer: Callable[[bytes], bytes]
@@ -78,6 +79,7 @@ class GatePassHolder:
     garbage: bool = False
     oversize: bool = False
     wtx: int = 0
+    mute_rats: bool = False
 
     def __post_init__(self) -> None:
         _check_uid(self.uid)
@@ -299,6 +301,8 @@ class CardEmulator:
             command = activated.tt4_cmd
             if not iso_dep or not command or command[0] != 0xE0:
                 continue  # not a RATS (a stray frame, or a reader talking Type 2): stay mute
+            if isinstance(card, GatePassHolder) and card.mute_rats:
+                continue  # the fault: no ATS
             try:
                 self._session(clf, card, bytes(command), generation)
             except _Removed:

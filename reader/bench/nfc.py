@@ -11,8 +11,10 @@ would be) and, the emulator sharing this process, so is the emulator's work: the
 are an upper bound for the gate's own share.
 
 Between taps the card is taken away and presented again at once, so the reader's next poll
-finds it (the udp driver waits a full second on a poll nobody answers). Each presentation is
-then decided with ``decide_nfc`` and must be granted: a sanity check, not timed.
+finds it (the simulated reader polls every ``poll_interval_ms`` as on hardware,
+``drivers.nfc_udp``; the wait for that poll is not timed here, ``bench pipeline``'s tap as
+felt is). Each presentation is then decided with ``decide_nfc`` and must be granted: a
+sanity check, not timed.
 """
 
 from __future__ import annotations

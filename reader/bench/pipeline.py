@@ -15,7 +15,9 @@ each time); the door is released for 0.1 s and the next presentation waits until
 secured again, so every grant moves the relay. The figure excludes the source's own read
 (the NFC exchange, the camera's decode, the Wiegand frame gap): ``bench nfc``, ``bench qr``
 and ``bench scanner`` measure those. Then the tap as a person feels it: the emulated phone
-is put on the reader at a random moment of the reader's poll cycle, timed to the relay.
+is put on the reader at a random moment of the reader's poll cycle (the simulated reader
+polls as a PN53x does, ``drivers.nfc_udp``: every ``poll_interval_ms``, an empty poll giving
+up after 10 ms), timed to the relay.
 
 In a child process (``reader.bench.pipeline_process``): READY=1, RSS, idle CPU, the
 sustained rate and the revocation latency; see there.
@@ -240,13 +242,19 @@ def in_process(bench: Site, count: int, taps: int, say: Callable[[str], None]) -
 
 
 def tap_as_felt(gate: TimedGate, emulator: Any, people: list[Employee], holder: Any) -> dict[str, Any]:
-    """The phone put on the reader at a random moment; from then to the relay, split into
-    the wait for the reader's next poll, the exchange, and read to relay."""
+    """The phone put on the reader at a random moment of its poll cycle; from then to the
+    relay, split into the wait for the reader's next poll (with the card emulator's own
+    start), the exchange (from the target found to the presentation), and read to relay.
+
+    The cycle is the source's poll interval (start to start: an empty poll on the simulator
+    takes 10 ms of it), so a pause drawn uniformly from one interval after the previous tap
+    puts the phone at any phase of it."""
     source = gate.daemon.sources.source(NFC)  # type: ignore[union-attr]
+    cycle_s = float(source.poll_interval_s)  # type: ignore[attr-defined]
     rng = random.Random(1)
     total, poll, exchange, decide = [], [], [], []
     for person in people:
-        time.sleep(rng.uniform(0.0, 1.2))  # the reader's cycle on udp is ~1 s: any phase
+        time.sleep(rng.uniform(0.0, cycle_s))
         entered = time.monotonic()
         emulator.present(holder(person.answer))
         sample = gate.take()
@@ -258,7 +266,7 @@ def tap_as_felt(gate: TimedGate, emulator: Any, people: list[Employee], holder: 
         decide.append(sample.to_relay_ms)
         gate.wait_secured()
     return {"field_to_relay": summary(total), "poll_wait": summary(poll), "exchange": summary(exchange),
-            "read_to_relay": summary(decide)}
+            "read_to_relay": summary(decide), "poll_interval_ms": round(cycle_s * 1000)}
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -294,9 +302,10 @@ def print_human(r: dict[str, Any]) -> None:
         print(f"  {reader:15} p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms  max {s['max_ms']:7.3f} ms  "
               f"n={s['count']}")
     tap = r["tap"]
-    print(f"tap as felt (udp simulator, random phase): field to relay p50 {tap['field_to_relay']['p50_ms']} ms, "
-          f"p99 {tap['field_to_relay']['p99_ms']} ms; of which waiting for the poll p50 {tap['poll_wait']['p50_ms']} "
-          f"ms, exchange p50 {tap['exchange']['p50_ms']} ms, read to relay p50 {tap['read_to_relay']['p50_ms']} ms")
+    print(f"tap as felt (udp simulator, a poll every {tap['poll_interval_ms']} ms, random phase): field to relay "
+          f"p50 {tap['field_to_relay']['p50_ms']} ms, p99 {tap['field_to_relay']['p99_ms']} ms; of which waiting "
+          f"for the poll p50 {tap['poll_wait']['p50_ms']} ms, exchange p50 {tap['exchange']['p50_ms']} ms, "
+          f"read to relay p50 {tap['read_to_relay']['p50_ms']} ms")
     for key in ("ready_s", "rss_mb", "idle_cpu_percent", "sustained", "revocation"):
         if key in r:
             print(f"{key}: {json.dumps(r[key], sort_keys=True)}")

@@ -2,9 +2,10 @@
 in a child process on the simulated site of :mod:`reader.bench.pipeline`):
 
 - **READY, RSS, idle CPU.** Time from the fork to READY=1 on our notify socket, with the
-  camera source configured (OpenCV loaded). Idle: the NFC reader polling (the udp simulator:
-  each poll waits up to 1 s for an answer, so this understates a real reader's polling) and
-  the camera playing an empty gate at 15 fps in a loop; the child's CPU time from
+  camera source configured (OpenCV loaded). Idle: the NFC reader polling (the udp simulator
+  polls as a PN53x does, every ``poll_interval_ms``, an empty poll giving up after 10 ms; a
+  real reader's poll also costs its USB or UART round trips) and the camera playing an empty
+  gate at 15 fps in a loop; the child's CPU time from
   ``/proc/PID/stat`` over the wall time, in percent of one core. RSS (``VmRSS``) after the
   start, after each quarter of the decisions (first-seen credentials shown to the
   scanner, paced so the queue never fills), and the peak (``VmHWM``): the credential cache

@@ -1,8 +1,8 @@
 """The NFC source against nfcpy's own udp driver, with the card emulator on the other end.
 
-Every test has its own UDP port. On the udp driver a poll that finds no card waits 1 s for
-an answer, so a card presented while the reader is idle is seen within about a second;
-tests present before starting the source where they can.
+Every test has its own UDP port. The source opens udp paths with ``drivers.nfc_udp`` (an
+empty poll gives up after 10 ms, as a PN53x does; ``tests/drivers/test_nfc_udp.py``), so a
+card presented while the reader is idle is seen within one poll interval.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 from drivers.base import Presentation
 from drivers.errors import DriverConfigError
-from drivers.nfc import NfcSource
+from drivers.nfc import FAILURE_CAUSES, NfcSource
 from drivers.nfc_emulator import CardEmulator, GatePassHolder, LegacyCard
 from reader.gate.deciding import Decider
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
@@ -207,18 +207,24 @@ def test_uid_only_card_is_read_again_after_removal(port, emulator):
 
 
 def _fault_then_good_tap(port: int, emulator: CardEmulator, authority: Authority, faulty: GatePassHolder,
-                         caplog: pytest.LogCaptureFixture, expected: str) -> queue.Queue:
+                         caplog: pytest.LogCaptureFixture, expected: str, cause: str, **kwargs: Any) -> queue.Queue:
+    """The faulty card gives one warning line and one count under ``cause`` (held while it
+    lies on the reader, so counted once), then a good card is read."""
     presentations: queue.Queue = queue.Queue()
     caplog.set_level(logging.WARNING, logger="drivers.nfc")
-    emulator.present(faulty)
-    with nfc_source(port, presentations) as source:
+    with nfc_source(port, presentations, **kwargs) as source:
+        assert source.health().extra["failed_exchanges"] == dict.fromkeys(FAILURE_CAUSES, 0)
+        emulator.present(faulty)
         assert wait_for(lambda: any(expected in r.getMessage() for r in caplog.records))
+        time.sleep(0.3)  # left on the reader a while: still one failure, not one per poll
         emulator.remove()
         assert wait_for(card_gone(source))
         emulator.present(authority.card())
         good = presentations.get(timeout=WAIT_S)
         assert good.kind == "nfc" and authority.decide(good).granted
         assert source.health().up
+        failed = source.health().extra["failed_exchanges"]
+        assert failed == {**dict.fromkeys(FAILURE_CAUSES, 0), cause: 1}, failed
     lines = [r for r in caplog.records if r.name == "drivers.nfc" and expected in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
     return presentations
@@ -226,14 +232,37 @@ def _fault_then_good_tap(port: int, emulator: CardEmulator, authority: Authority
 
 def test_card_removed_mid_exchange(port, emulator, authority, caplog):
     presentations = _fault_then_good_tap(port, emulator, authority, authority.card(remove_after_apdus=1), caplog,
-                                         "stopped answering after 2 APDUs")
+                                         "stopped answering after 2 APDUs", "card_gone")
     assert presentations.empty()
 
 
 def test_holder_answering_garbage(port, emulator, authority, caplog):
     presentations = _fault_then_good_tap(port, emulator, authority, authority.card(garbage=True), caplog,
-                                         "status 6F42")
+                                         "status 6F42", "bad_status")
     assert presentations.empty()
+
+
+def test_card_announcing_iso_dep_without_an_ats(port, emulator, authority, caplog):
+    presentations = _fault_then_good_tap(port, emulator, authority, authority.card(mute_rats=True), caplog,
+                                         "did not activate", "not_activated")
+    assert presentations.empty()
+
+
+def test_exchange_past_its_time_bound(port, emulator, authority, caplog):
+    """The bound is checked before each APDU: a nonce source slower than the bound on the
+    first tap makes its CHALLENGE too late (deterministic, unlike a card slowed on the air)."""
+    calls = []
+
+    def slow_first_nonce() -> bytes:
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.7)
+        return os.urandom(16)
+
+    presentations = _fault_then_good_tap(port, emulator, authority, authority.card(), caplog,
+                                         "exchange took over 0.5 s", "timeout", rnonce=slow_first_nonce,
+                                         exchange_timeout_s=0.5)
+    assert presentations.empty() and len(calls) == 2
 
 
 def test_answer_longer_than_4096_bytes_is_passed_on_as_too_large(port, emulator, authority, caplog):
@@ -342,11 +371,37 @@ def test_stop_is_prompt_and_close_is_idempotent(port, emulator, authority):
     ({"path": "udp:127.0.0.1:1", "gate_id": ""}, "gate_id"),
     ({"path": "udp:127.0.0.1:1", "gate_id": "x" * 300}, "gate_id"),
     ({"path": "udp:127.0.0.1:1", "exchange_timeout_s": 0}, "exchange_timeout_s"),
+    ({"path": "udp:127.0.0.1:1", "poll_interval_ms": 5}, "poll_interval_ms"),
+    ({"path": "udp:127.0.0.1:1", "poll_interval_ms": 1001}, "poll_interval_ms"),
+    ({"path": "udp:127.0.0.1:1", "poll_interval_ms": 20.5}, "poll_interval_ms"),
+    ({"path": "udp:127.0.0.1:1", "poll_interval_ms": True}, "poll_interval_ms"),
 ])
 def test_bad_settings_name_their_key(kwargs, key):
     kwargs = {"gate_id": GATE, **kwargs}
     with pytest.raises(DriverConfigError, match=key):
         NfcSource("nfc-test", queue.Queue(), **kwargs)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (20, None),
+    (5, "readers[0].poll_interval_ms: must be an integer from 10 to 1000, not 5"),
+    (20.0, "readers[0].poll_interval_ms: must be an integer (like 50), not 20.0"),
+])
+def test_poll_interval_key_in_the_config_is_checked_with_its_key_path(value, message):
+    """``poll_interval_ms`` in ``[[readers]]`` reaches the source as any driver key does, and
+    a bad value is refused naming the key path (at start and by check-config alike)."""
+    from reader.daemon.sources import build_source
+    from reader.errors import ConfigError
+    from reader.gate.config_readers import ReaderConfig
+
+    reader = ReaderConfig(0, "lobby-nfc", "nfc", "udp:127.0.0.1:1", {"poll_interval_ms": value})
+    if message is None:
+        source = build_source(reader, lambda _p: None, gate_id=GATE, pin_factory=None)
+        assert isinstance(source, NfcSource) and source.poll_interval_s == 0.02
+        return
+    with pytest.raises(ConfigError) as refused:
+        build_source(reader, lambda _p: None, gate_id=GATE, pin_factory=None)
+    assert str(refused.value) == message
 
 
 def test_registry_finds_the_source():
