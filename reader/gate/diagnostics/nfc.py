@@ -58,7 +58,7 @@ def _kernel_holders() -> list[str]:
 def probe_nfc(path: str, *, opener: Callable[[str], Any] | None = None,
               find_usb: Callable[[str], list[tuple[int, int, str]]] = usb_readers) -> CheckResult:
     """Open the reader at ``path`` (nfcpy's path) and close it again."""
-    import nfc
+    from drivers.nfc_udp import open_frontend
 
     usb_id = None
     if path.startswith("usb"):
@@ -82,7 +82,7 @@ def probe_nfc(path: str, *, opener: Callable[[str], Any] | None = None,
     opened = None
     started = time.monotonic()
     try:
-        opened = (opener or nfc.ContactlessFrontend)(path)
+        opened = (opener or open_frontend)(path)
     except OSError as exc:
         return _open_failure(path, usb_id, exc)
     except Exception as exc:  # nfcpy raises what its transports raise
@@ -143,14 +143,13 @@ class _TimedFrontend:
 def tap_nfc(path: str, gate_id: str, timeout: float, report: Report, *,
             frontend: Callable[[str], Any] | None = None, on_ready: Callable[[], None] | None = None) -> CheckResult:
     """Wait up to ``timeout`` seconds for one tap on the reader at ``path``."""
-    import nfc
-
     from drivers.nfc import NfcSource
+    from drivers.nfc_udp import open_frontend
 
     timed: list[_TimedFrontend] = []
 
     def factory(reader_path: str) -> Any:
-        timed.append(_TimedFrontend((frontend or nfc.ContactlessFrontend)(reader_path)))
+        timed.append(_TimedFrontend((frontend or open_frontend)(reader_path)))
         return timed[-1]
 
     taps: queue.Queue[Any] = queue.Queue()
