@@ -84,13 +84,14 @@ class _IssuerCredential:
     """What is known about an issuer credential from its bytes and the trust store alone,
     so it can be cached by the credential's bytes."""
 
-    sign1: Sign1
+    sign1: Sign1 | None  # None in a cached entry: only the issuer check reads it
     claims: CredentialClaims
     raw: bytes  # the credential's bytes: the cache key
     kid: bytes | None
     signature_reason: str | None  # None when the issuer signature is good; _UNCHECKED before
     signature_detail: str | None
-    # A cryptography public key; text saying why not when the cnf key must not be used.
+    # A cryptography public key; text saying why not when the cnf key must not be used; None
+    # in a cached entry whose cnf key is good (built again from claims.holder_key when used).
     holder_key: Any = None
 
 
@@ -107,6 +108,15 @@ class CredentialCache:
     250-1000 bytes; a hostile QR code can inflate to 64 KiB, and 4096 of those kept (with
     their parsed copies) would be hundreds of MB on a Raspberry Pi. With the cap the cache
     stays under ~30 MB whatever is shown to the gate.
+
+    An entry keeps only what a later presentation reads (:meth:`put` stores a slim copy):
+    not the parsed COSE_Sign1 (its payload, Sig_structure and header maps, ~1.1 KB, were
+    read by the issuer check alone), and not the holder's key object (an OpenSSL EVP_PKEY
+    holding its own copy of the curve, ~2.1 KB of C heap): it is loaded again from the cnf
+    coordinates at each presentation. Measured (4,096 ES256 entries, RSS): ~6.4 KB per entry
+    with both, ~2.7 KB without, so a full cache is ~11 MB rather than ~26 MB; the price is
+    ~20 us on a seen-before decision (``gate-reader bench verify``: p50 ~105 -> ~125 us),
+    nothing on a first-seen one. tests/gatepass/test_credential_cache_memory.py holds it.
     """
 
     def __init__(self, max_entries: int = 4096, max_credential_bytes: int = 2048) -> None:
@@ -142,7 +152,11 @@ class CredentialCache:
         if trust is not self._trust:
             self._bind(trust)
         entries = self._by_role[in_presentation]
-        entries[entry.raw] = entry
+        # A copy, so the decision under way keeps its parsed objects. A problem text is kept
+        # (it is small, and saying why the cnf key is unusable must not need a re-parse).
+        key = entry.holder_key if type(entry.holder_key) is str else None
+        entries[entry.raw] = _IssuerCredential(None, entry.claims, entry.raw, entry.kid, entry.signature_reason,
+                                               entry.signature_detail, key)
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
 
@@ -219,7 +233,7 @@ def _finish_issuer_check(
     """Check the issuer signature of a credential not seen before, and remember it."""
     if entry.signature_reason is not _UNCHECKED:
         return
-    entry.kid, entry.signature_reason, entry.signature_detail = _check_issuer(entry.sign1, trust)
+    entry.kid, entry.signature_reason, entry.signature_detail = _check_issuer(entry.sign1, trust)  # type: ignore[arg-type]
     if cache is not None:
         cache.put(entry, in_presentation, trust)
 
@@ -481,6 +495,8 @@ def _check_holder(failures: Failures, credential: _IssuerCredential, presentatio
     if key is None:
         return "skipped"  # no usable cnf: the claims check already failed
     public_key = credential.holder_key
+    if public_key is None:  # a cached entry: see CredentialCache
+        public_key = _holder_public_key(key)
     if key.kty == KTY_EC2:
         expected_alg, kind = ALG_ES256, "P-256"
     else:
