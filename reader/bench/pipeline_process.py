@@ -8,7 +8,9 @@ in a child process on the simulated site of :mod:`reader.bench.pipeline`):
   ``/proc/PID/stat`` over the wall time, in percent of one core. RSS (``VmRSS``) after the
   start, after each quarter of the decisions (first-seen credentials shown to the
   scanner, paced so the queue never fills), and the peak (``VmHWM``): the credential cache
-  holds 4,096 entries, so growth stops once it is full.
+  holds 4,096 entries, so growth stops once it is full. Each split into anonymous and
+  file-backed pages (:func:`memory_mb` says why the file part varies), with the threads and
+  the largest libraries' pages at the end.
 - **Sustained rate.** Presentations from every source at once for ``--sustained-s``
   seconds (scanner, NFC taps as fast as the emulator taps, Wiegand frames, camera codes),
   each a first-seen credential; then: every presentation the sources read was decided (none
@@ -49,15 +51,43 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (/proc/PID/status), and the anonymous part of the RSS (smaps_rollup):
-    the rest is library pages read from disk, which the kernel can drop and read again."""
-    values = {}
-    for path, keys in (("status", ("VmRSS", "VmHWM")), ("smaps_rollup", ("Anonymous",))):
+    """Where a process's memory is, in MB: ``VmRSS`` and its peak ``VmHWM``; the RSS split
+    into ``RssAnon`` (heap, Python objects, thread stacks: the process's own) and ``RssFile``
+    (library and file pages: clean, the kernel can drop them and read them again);
+    ``Anonymous`` and ``Pss`` from smaps_rollup (PSS shares each page among the processes
+    mapping it: the bench's own process maps the same numpy and OpenCV, so it understates a
+    gate's); ``Threads``.
+
+    Why RssFile varies: a library page counts once the process maps it, and the kernel maps
+    a whole page-cache folio at a fault. Files written by pip sit in large folios, so right
+    after an install the same daemon maps twice the library pages it does after a reboot
+    (measured: 93 against 46 MB, see docs/measurements.md). Either is reported as found."""
+    values: dict[str, float] = {}
+    for path, keys in (("status", ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads")),
+                       ("smaps_rollup", ("Anonymous", "Pss"))):
         for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
             key, _, rest = line.partition(":")
-            if key in keys:
+            if key == "Threads":
+                values[key] = int(rest)
+            elif key in keys:
                 values[key] = round(int(rest.split()[0]) / 1024, 1)
     return values
+
+
+def library_mb(pid: int, top: int = 8) -> dict[str, float]:
+    """The file-backed RSS of the ``top`` largest mapped files (/proc/PID/smaps), in MB by
+    file name: which libraries the RssFile is."""
+    sizes: dict[str, int] = {}
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        first = line.split(maxsplit=1)[0]
+        if not first.endswith(":"):  # a mapping's header: address range, perms, ..., path
+            fields = line.split(maxsplit=5)
+            name = fields[5].rsplit("/", 1)[-1] if len(fields) == 6 and fields[5].startswith("/") else ""
+        elif name and first == "Rss:":
+            sizes[name] = sizes.get(name, 0) + int(line.split()[1])
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:top]
+    return {file: round(kb / 1024, 1) for file, kb in largest}
 
 
 def child_figures(bench: Site, args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
@@ -83,7 +113,8 @@ def without_camera(bench: Site) -> dict[str, float]:
     finally:
         daemon.kill()
         scanner.unplug()
-    return {"ready_s": round(ready_s, 3), "rss_mb": memory["VmRSS"], "anonymous_mb": memory["Anonymous"]}
+    return {"ready_s": round(ready_s, 3), "rss_mb": memory["VmRSS"], "anonymous_mb": memory["Anonymous"],
+            "file_mb": memory["RssFile"], "threads": memory["Threads"]}
 
 
 def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[str], None]) -> dict[str, Any]:
@@ -99,7 +130,8 @@ def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[st
         ready_s = daemon.start()
         time.sleep(2.0)  # the sources settled
         start = memory_mb(daemon.pid)
-        rss = {"after_start": start["VmRSS"], "anonymous_after_start": start["Anonymous"]}
+        rss: dict[str, Any] = {"after_start": start["VmRSS"], "anonymous_after_start": start["Anonymous"],
+               "file_after_start": start["RssFile"]}
         wall, cpu = time.monotonic(), cpu_seconds(daemon.pid)
         time.sleep(idle_s)
         idle = 100 * (cpu_seconds(daemon.pid) - cpu) / (time.monotonic() - wall)
@@ -121,7 +153,9 @@ def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[st
                     rss[f"after_{sent}"] = memory_mb(daemon.pid)["VmRSS"]
         counts = daemon.status()["decisions"]
         memory = memory_mb(daemon.pid)
-        rss.update(after_all=memory["VmRSS"], peak=memory["VmHWM"], anonymous_after_all=memory["Anonymous"])
+        rss.update(after_all=memory["VmRSS"], peak=memory["VmHWM"], anonymous_after_all=memory["Anonymous"],
+                   file_after_all=memory["RssFile"], pss_after_all=memory["Pss"], threads=memory["Threads"],
+                   libraries_after_all=library_mb(daemon.pid))
         if counts["grant"] != decisions or counts["dropped"]:
             raise CommandFailed(f"{decisions} first-seen codes gave {counts}")
         say(f"rss: {rss} after {decisions} decisions")
