@@ -38,6 +38,7 @@ from typing import Any
 from drivers.camera_sim import background, scene, write_mjpg
 from reader.bench.pipeline import CAMERA, CAMERA_FPS, NFC, SCANNER, WIEGAND, Site, camera_video, summary
 from reader.bench.stats import percentile
+from reader.daemon.memory import library_mb, memory_mb
 from reader.demo.process import DECISION_LINE, DaemonProcess
 from reader.demo.site import ScannerPty, gate_reader
 from reader.errors import CommandFailed
@@ -48,46 +49,6 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """Where a process's memory is, in MB: ``VmRSS`` and its peak ``VmHWM``; the RSS split
-    into ``RssAnon`` (heap, Python objects, thread stacks: the process's own) and ``RssFile``
-    (library and file pages: clean, the kernel can drop them and read them again);
-    ``Anonymous`` and ``Pss`` from smaps_rollup (PSS shares each page among the processes
-    mapping it: the bench's own process maps the same numpy and OpenCV, so it understates a
-    gate's); ``Threads``.
-
-    Why RssFile varies: a library page counts once the process maps it, and the kernel maps
-    a whole page-cache folio at a fault. Files written by pip sit in large folios, so right
-    after an install the same daemon maps twice the library pages it does after a reboot
-    (measured: 93 against 46 MB, see docs/measurements.md). Either is reported as found."""
-    values: dict[str, float] = {}
-    for path, keys in (("status", ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads")),
-                       ("smaps_rollup", ("Anonymous", "Pss"))):
-        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key == "Threads":
-                values[key] = int(rest)
-            elif key in keys:
-                values[key] = round(int(rest.split()[0]) / 1024, 1)
-    return values
-
-
-def library_mb(pid: int, top: int = 8) -> dict[str, float]:
-    """The file-backed RSS of the ``top`` largest mapped files (/proc/PID/smaps), in MB by
-    file name: which libraries the RssFile is."""
-    sizes: dict[str, int] = {}
-    name = ""
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        first = line.split(maxsplit=1)[0]
-        if not first.endswith(":"):  # a mapping's header: address range, perms, ..., path
-            fields = line.split(maxsplit=5)
-            name = fields[5].rsplit("/", 1)[-1] if len(fields) == 6 and fields[5].startswith("/") else ""
-        elif name and first == "Rss:":
-            sizes[name] = sizes.get(name, 0) + int(line.split()[1])
-    largest = sorted(sizes.items(), key=lambda item: -item[1])[:top]
-    return {file: round(kb / 1024, 1) for file, kb in largest}
 
 
 def child_figures(bench: Site, args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:

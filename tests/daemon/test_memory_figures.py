@@ -1,4 +1,4 @@
-"""bench pipeline's memory figures (issue 10): the RSS split into the process's own
+"""The memory figures bench pipeline reads (issue 10): the RSS split into the process's own
 (anonymous) pages and library pages, threads, and which libraries the file pages are."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reader.bench.pipeline_process import library_mb, memory_mb
+from reader.daemon.memory import library_mb, memory_mb
 
 # A child that touches 24 MB of its own memory, starts two threads, and waits.
 CHILD = """
