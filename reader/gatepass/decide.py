@@ -204,9 +204,9 @@ def _issuer_credential(
     a decision's Python work runs ahead of both its signature checks rather than between
     them: right after OpenSSL has run, the CPU's caches hold its tables, not the
     interpreter's (measured with `gate-reader bench verify`: a first-seen decision went from
-    ~216 to ~200 us). Raises CoseFormatError when
-    the bytes are not a COSE_Sign1. ``claims_map`` is the payload when the caller has
-    decoded it already (a static pass's), so it is not decoded twice."""
+    ~216 to ~200 us). Raises CoseFormatError when the bytes are not a COSE_Sign1.
+    ``claims_map`` is the payload when the caller has decoded it already (a static pass's),
+    so it is not decoded twice."""
     verdict = cache.get(credential_bytes, trust) if cache is not None else None
     if sign1 is None:
         sign1 = parse_sign1(credential_bytes)
