@@ -9,7 +9,9 @@ in a child process on the simulated site of :mod:`reader.bench.pipeline`):
   ``/proc/PID/stat`` over the wall time, in percent of one core. RSS (``VmRSS``) after the
   start, after each quarter of the decisions (first-seen credentials shown to the
   scanner, paced so the queue never fills), and the peak (``VmHWM``): the credential cache
-  holds 4,096 entries, so growth stops once it is full.
+  holds 4,096 entries, so growth stops once it is full. Each split into anonymous and
+  file-backed pages (:func:`memory_mb` says why the file part varies), with the threads and
+  the largest libraries' pages at the end.
 - **Sustained rate.** Presentations from every source at once for ``--sustained-s``
   seconds (scanner, NFC taps as fast as the emulator taps, Wiegand frames, camera codes),
   each a first-seen credential; then: every presentation the sources read was decided (none
@@ -37,6 +39,7 @@ from typing import Any
 from drivers.camera_sim import background, scene, write_mjpg
 from reader.bench.pipeline import CAMERA, CAMERA_FPS, NFC, SCANNER, WIEGAND, Site, camera_video, summary
 from reader.bench.stats import percentile
+from reader.daemon.memory import library_mb, memory_mb
 from reader.demo.process import DECISION_LINE, DaemonProcess
 from reader.demo.site import ScannerPty, gate_reader
 from reader.errors import CommandFailed
@@ -47,18 +50,6 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (/proc/PID/status), and the anonymous part of the RSS (smaps_rollup):
-    the rest is library pages read from disk, which the kernel can drop and read again."""
-    values = {}
-    for path, keys in (("status", ("VmRSS", "VmHWM")), ("smaps_rollup", ("Anonymous",))):
-        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in keys:
-                values[key] = round(int(rest.split()[0]) / 1024, 1)
-    return values
 
 
 def child_figures(bench: Site, args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
@@ -84,7 +75,8 @@ def without_camera(bench: Site) -> dict[str, float]:
     finally:
         daemon.kill()
         scanner.unplug()
-    return {"ready_s": round(ready_s, 3), "rss_mb": memory["VmRSS"], "anonymous_mb": memory["Anonymous"]}
+    return {"ready_s": round(ready_s, 3), "rss_mb": memory["VmRSS"], "anonymous_mb": memory["Anonymous"],
+            "file_mb": memory["RssFile"], "threads": memory["Threads"]}
 
 
 def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[str], None]) -> dict[str, Any]:
@@ -100,7 +92,8 @@ def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[st
         ready_s = daemon.start()
         time.sleep(2.0)  # the sources settled
         start = memory_mb(daemon.pid)
-        rss = {"after_start": start["VmRSS"], "anonymous_after_start": start["Anonymous"]}
+        rss: dict[str, Any] = {"after_start": start["VmRSS"], "anonymous_after_start": start["Anonymous"],
+               "file_after_start": start["RssFile"]}
         wall, cpu = time.monotonic(), cpu_seconds(daemon.pid)
         time.sleep(idle_s)
         idle = 100 * (cpu_seconds(daemon.pid) - cpu) / (time.monotonic() - wall)
@@ -122,7 +115,9 @@ def ready_rss_idle(bench: Site, decisions: int, idle_s: float, say: Callable[[st
                     rss[f"after_{sent}"] = memory_mb(daemon.pid)["VmRSS"]
         counts = daemon.status()["decisions"]
         memory = memory_mb(daemon.pid)
-        rss.update(after_all=memory["VmRSS"], peak=memory["VmHWM"], anonymous_after_all=memory["Anonymous"])
+        rss.update(after_all=memory["VmRSS"], peak=memory["VmHWM"], anonymous_after_all=memory["Anonymous"],
+                   file_after_all=memory["RssFile"], pss_after_all=memory["Pss"], threads=memory["Threads"],
+                   libraries_after_all=library_mb(daemon.pid))
         if counts["grant"] != decisions or counts["dropped"]:
             raise CommandFailed(f"{decisions} first-seen codes gave {counts}")
         say(f"rss: {rss} after {decisions} decisions")

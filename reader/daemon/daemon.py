@@ -31,6 +31,7 @@ from drivers.wiegand import FORMATS, pulse_frame
 from offline_cache.store import Store
 from reader.daemon.control import ControlServer, answers
 from reader.daemon.health import write_health
+from reader.daemon.memory import bound_sqlite_cache
 from reader.daemon.metrics import MetricsEndpoint, MetricsWriter
 from reader.daemon.notify import Notifier, watchdog_interval_s
 from reader.daemon.pipeline import Pipeline
@@ -94,6 +95,7 @@ class Daemon:
         if config.metrics is not None and config.metrics.listen is not None:  # a port in use: refused now
             self.endpoint = MetricsEndpoint(config.metrics.listen)
         self.store = open_cache(config, create=True)  # integrity checked on open (quick_check)
+        bound_sqlite_cache(self.store.connection)  # see reader/daemon/memory.py
         state = load_state(self.store, config.gate.trust)
         for problem in state.problems:
             log.warning("cache: %s", problem)

@@ -81,8 +81,7 @@ __all__ = [
 
 @dataclass(slots=True)
 class _IssuerCredential:
-    """What is known about an issuer credential from its bytes and the trust store alone,
-    so it can be cached by the credential's bytes."""
+    """An issuer credential parsed for one decision, with its issuer check's outcome."""
 
     sign1: Sign1
     claims: CredentialClaims
@@ -94,57 +93,71 @@ class _IssuerCredential:
     holder_key: Any = None
 
 
-class CredentialCache:
-    """Issuer credentials already parsed and checked, by their bytes (least recently used
-    dropped first).
+# The issuer check's outcome for one credential's bytes: (kid, failing reason or None, detail).
+IssuerVerdict = tuple[bytes | None, str | None, str | None]
 
-    Only facts that depend on the bytes and the trust store are kept; validity, holder
-    signature, freshness and status are evaluated at every presentation. Bound to one trust
-    store: handing it another store clears it. Keyed by the bytes themselves rather than a
-    digest of them: a dict compares the whole key, so no collision can mix two credentials.
+
+class CredentialCache:
+    """The issuer signature's verdict on credentials already seen, by their bytes (least
+    recently used dropped first): a credential shown again skips the issuer's signature
+    verification, the one costly step that depends on its bytes and the trust store alone.
+
+    Everything else is evaluated at every presentation: the bytes are parsed again (~10 us),
+    validity, holder signature, freshness and status checked. Bound to one trust store:
+    handing it another store clears it. Keyed by the bytes themselves rather than a digest
+    of them: a dict compares the whole key, so no collision can mix two credentials.
+
+    Why only the verdict, not the parsed credential (as before): a parsed entry held the
+    COSE_Sign1 (payload, Sig_structure, header maps), the claims, and the holder's key as an
+    OpenSSL EVP_PKEY with its own copy of the curve (~2.1 KB of C heap). Measured with 4,096
+    first-seen ES256 credentials (RSS, tests/gatepass/test_credential_cache_memory.py for
+    the Python part): ~6.4 KB per entry then, against the bytes and a small tuple now; a
+    full cache went from ~26 MB to a few. The price is on a seen-before decision only:
+    ``gate-reader bench verify`` seen_before p50 ~105 -> ~140 us (parse, load the cnf key),
+    still well under a first-seen decision's ~230 us, whose issuer verification it skips.
 
     A credential over ``max_credential_bytes`` is decided but not kept. Real ones are
-    250-1000 bytes; a hostile QR code can inflate to 64 KiB, and 4096 of those kept (with
-    their parsed copies) would be hundreds of MB on a Raspberry Pi. With the cap the cache
-    stays under ~30 MB whatever is shown to the gate.
+    250-1000 bytes; a hostile QR code can inflate to 64 KiB, and 4096 of those kept would be
+    hundreds of MB on a Raspberry Pi. With the cap the cache stays under ~9 MB whatever is
+    shown to the gate.
     """
 
     def __init__(self, max_entries: int = 4096, max_credential_bytes: int = 2048) -> None:
         self.max_entries = max_entries
         self.max_credential_bytes = max_credential_bytes
-        # One map per role: the same bytes read as a static pass or inside a presentation
-        # differ in whether cnf is required.
-        self._by_role: dict[bool, dict[bytes, _IssuerCredential]] = {True: {}, False: {}}
+        # One map for both roles: the issuer signature over the same bytes is the same
+        # whether they are read as a static pass or inside a presentation.
+        self._verdicts: dict[bytes, IssuerVerdict] = {}
         self._trust: TrustStore | None = None
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
     def _bind(self, trust: TrustStore) -> None:
-        for entries in self._by_role.values():
-            entries.clear()
+        self._verdicts.clear()
         self._trust = trust
 
-    def get(self, raw: bytes, in_presentation: bool, trust: TrustStore) -> _IssuerCredential | None:
+    def get(self, raw: bytes, trust: TrustStore) -> IssuerVerdict | None:
         if trust is not self._trust:
             self._bind(trust)
-        entries = self._by_role[in_presentation]
-        entry = entries.pop(raw, None)
-        if entry is None:
+        verdict = self._verdicts.pop(raw, None)
+        if verdict is None:
             self.misses += 1
             return None
-        entries[raw] = entry  # back to the young end
+        self._verdicts[raw] = verdict  # back to the young end
         self.hits += 1
-        return entry
+        return verdict
 
-    def put(self, entry: _IssuerCredential, in_presentation: bool, trust: TrustStore) -> None:
-        if len(entry.raw) > self.max_credential_bytes:
+    def put(self, raw: bytes, verdict: IssuerVerdict, trust: TrustStore) -> None:
+        if len(raw) > self.max_credential_bytes:
             return
         if trust is not self._trust:
             self._bind(trust)
-        entries = self._by_role[in_presentation]
-        entries[entry.raw] = entry
-        if len(entries) > self.max_entries:
-            del entries[next(iter(entries))]
+        self._verdicts[raw] = verdict
+        if len(self._verdicts) > self.max_entries:
+            del self._verdicts[next(iter(self._verdicts))]
 
 
 def _format_failure(reason: str, detail: str) -> Decision:
@@ -186,17 +199,15 @@ def _issuer_credential(
     in_presentation: bool,
     claims_map: Any = None,
 ) -> _IssuerCredential:
-    """Parse an issuer credential (or find it in the cache). The issuer signature is checked
-    later by :func:`_finish_issuer_check`, so that a decision's Python work runs ahead of
-    both its signature checks rather than between them: right after OpenSSL has run, the
-    CPU's caches hold its tables, not the interpreter's (measured with `gate-reader bench
-    verify`: a first-seen decision went from ~216 to ~200 us). Raises CoseFormatError when
-    the bytes are not a COSE_Sign1. ``claims_map`` is the payload when the caller has
-    decoded it already (a static pass's), so it is not decoded twice."""
-    if cache is not None:
-        cached = cache.get(credential_bytes, in_presentation, trust)
-        if cached is not None:
-            return cached
+    """Parse an issuer credential, with the issuer check's verdict when the cache has it.
+    Otherwise the issuer signature is checked later by :func:`_finish_issuer_check`, so that
+    a decision's Python work runs ahead of both its signature checks rather than between
+    them: right after OpenSSL has run, the CPU's caches hold its tables, not the
+    interpreter's (measured with `gate-reader bench verify`: a first-seen decision went from
+    ~216 to ~200 us). Raises CoseFormatError when the bytes are not a COSE_Sign1.
+    ``claims_map`` is the payload when the caller has decoded it already (a static pass's),
+    so it is not decoded twice."""
+    verdict = cache.get(credential_bytes, trust) if cache is not None else None
     if sign1 is None:
         sign1 = parse_sign1(credential_bytes)
     problem = None
@@ -210,18 +221,19 @@ def _issuer_credential(
     else:
         claims = parse_credential_claims(claims_map, require_cnf=in_presentation)
     holder_key = _holder_public_key(claims.holder_key) if claims.holder_key is not None else None
-    return _IssuerCredential(sign1, claims, credential_bytes, None, _UNCHECKED, None, holder_key)
+    if verdict is None:
+        return _IssuerCredential(sign1, claims, credential_bytes, None, _UNCHECKED, None, holder_key)
+    return _IssuerCredential(sign1, claims, credential_bytes, *verdict, holder_key)
 
 
-def _finish_issuer_check(
-    entry: _IssuerCredential, in_presentation: bool, trust: TrustStore, cache: CredentialCache | None
-) -> None:
+def _finish_issuer_check(entry: _IssuerCredential, trust: TrustStore, cache: CredentialCache | None) -> None:
     """Check the issuer signature of a credential not seen before, and remember it."""
     if entry.signature_reason is not _UNCHECKED:
         return
-    entry.kid, entry.signature_reason, entry.signature_detail = _check_issuer(entry.sign1, trust)
+    verdict = _check_issuer(entry.sign1, trust)
+    entry.kid, entry.signature_reason, entry.signature_detail = verdict
     if cache is not None:
-        cache.put(entry, in_presentation, trust)
+        cache.put(entry.raw, verdict, trust)
 
 
 # SubjectPublicKeyInfo DER of a P-256 key up to its uncompressed point (SEQUENCE, the
@@ -438,7 +450,7 @@ def decide_cose(
         failures.setdefault("not_authorized", "none of the credential's groups may pass this reader")
 
     # The two signature checks last, back to back (see _issuer_credential).
-    _finish_issuer_check(credential, is_presentation, trust, cache)
+    _finish_issuer_check(credential, trust, cache)
     issuer_check: CheckResult = "ok"
     if credential.signature_reason is not None:
         issuer_check = "fail"
