@@ -11,7 +11,8 @@ input):
   replaced in place, or taken out, on stdout.
 - ``strip-console FILE``: cmdline.txt without a serial console on the header UART, on stdout.
 - ``block-rtc FILE``: the RTC model the block in FILE names (empty when none).
-- ``tag SRC [--wheels DIR]``: the version-hash name of the environment this source makes.
+- ``tag SRC [--extras A,B] [--wheels DIR]``: the version-hash name of the environment this source
+  makes with those extras; from a wheel directory, also a check that the extras' wheels are there.
 - ``check-root-json FILE``: refuse a file that is not TUF root metadata.
 
 Only the keys the installer needs are read here; the daemon checks the whole file.
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from install_bootfiles import BEGIN, END, SiteError, block_rtc, splice, strip_console, unsplice
+from install_wheels import source_tag
 
-__all__ = ["BEGIN", "END", "SiteError", "block_rtc", "splice", "strip_console", "unsplice"]  # re-exported
+__all__ = ["BEGIN", "END", "SiteError", "block_rtc", "source_tag", "splice", "strip_console", "unsplice"]  # re-exported
 
 LOCK_TYPES = ("fail_secure", "fail_safe", "turnstile")
 PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
@@ -314,32 +316,6 @@ def render_boot_block(site: Site, rtc: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_tag(src: Path, wheels: Path | None) -> str:
-    """``VERSION-HASH``: the hash covers what the environment is built from (the wheels, or the
-    project's sources), so an unchanged source is never rebuilt and a changed one always is.
-    From a wheel directory the version is that of its one gate_reader wheel."""
-    digest = hashlib.sha256()
-    if wheels is not None:
-        files = sorted(wheels.glob("*.whl"))
-        ours = [f for f in files if f.name.startswith("gate_reader-")]
-        if len(ours) != 1:
-            raise SiteError(f"--wheels {wheels}: {len(ours)} gate_reader-*.whl files there, not one "
-                            "(make the directory with `pip wheel . -w DIR` from one release)")
-        version = ours[0].name.split("-")[1]
-        base = wheels
-    else:
-        files = [src / "pyproject.toml", src / "README.md"]
-        for package in ("reader", "drivers", "offline_cache"):
-            files += sorted(p for p in (src / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        version = tomllib.loads((src / "pyproject.toml").read_text("utf-8"))["project"]["version"]
-        base = src
-    for path in files:
-        digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
-    if not re.fullmatch(r"[\w.+!]+", version):
-        raise SiteError(f"version {version!r} is not a version")
-    return f"{version}-{digest.hexdigest()[:12]}"
-
-
 def check_root_json(path: Path) -> None:
     """TUF root metadata (python-tuf's JSON), or SiteError saying what it is not."""
     try:
@@ -392,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tag")
     p.add_argument("src", type=Path)
     p.add_argument("--wheels", type=Path)
+    p.add_argument("--extras", default="", help="comma-separated extras the environment gets")
     args = parser.parse_args(argv)
 
     subject = getattr(args, "config", None) or getattr(args, "file", None) or getattr(args, "src", "")
@@ -409,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-root-json":
             check_root_json(args.file)
         else:
-            print(source_tag(args.src, args.wheels))
+            print(source_tag(args.src, args.wheels, tuple(e for e in args.extras.split(",") if e)))
     except SiteError as exc:
         print(f"install: {subject}: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ only builds a new one or removes an old one).
 
 The site config of the session's gate is chosen to be unlike the defaults: a maglock
 (fail_safe) on an active-high board, so the relay's boot level is ``dh``; a sync period of
-60 s; one reader of each kind, one of them on the header UART.
+60 s; one reader of each kind, one of them on the header UART. It is a config the gate would start
+with (`gate-reader check-config` finds no error): the installer checks that first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ SITE_CONFIG = """\
 [gate]
 id = "test-gate-1"
 
+[cache]
+path = "/var/lib/gate-reader/cache.db"
+
 [sync]
 metadata_url = "https://pki.example.gov/gatepass/metadata/"
 targets_url = "https://pki.example.gov/gatepass/targets/"
@@ -42,18 +46,22 @@ lock_type = "fail_safe"
 relay = { pin = 17, active_high = true }
 
 [[readers]]
+name = "usb-nfc"
 driver = "nfc"
 device = "usb:072f:2200"
 
 [[readers]]
+name = "uart-nfc"
 driver = "nfc"
 device = "tty:serial0:pn532"
 
 [[readers]]
+name = "scanner"
 driver = "scanner"
 device = "/dev/gate/scanner-0c2e-0b61"
 
 [[readers]]
+name = "camera"
 driver = "camera"
 device = "/dev/video0"
 """
@@ -156,4 +164,5 @@ def _load(name: str) -> ModuleType:
 
 
 _load("install_bootfiles")
+_load("install_wheels")
 site = _load("install_site")
