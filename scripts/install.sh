@@ -18,7 +18,8 @@ umask 022
 usage() {
     cat <<'EOF'
 usage: install.sh [options]
-  --config FILE     the site's config, installed when the gate has none (never over an existing one)
+  --config FILE     the site's config, installed when the gate has none (never over an existing one);
+                    needed on a first install: it must have a [door] table (the example's is commented out)
   --root-json FILE  the TUF root.json to pin, installed when the gate has none
   --wheels DIR      install offline from this wheel directory (pip --no-index --find-links DIR);
                     make it with `pip wheel '.[metrics]' -w DIR` on a machine with internet, same
@@ -142,6 +143,10 @@ preflight() {
     declare -gA SITE=()
     local key value
     while IFS='=' read -r key value; do SITE[$key]=$value; done < "$WORK/summary"
+    # check-config passes a config without [door] (the one-shot jobs need none), but the daemon
+    # this installs and starts refuses to start without one, and the relay's power-on level comes
+    # from it: refused here, before anything changes (the example config has [door] commented out).
+    [ "${SITE[door]}" = 1 ] || die "${CONFIG_SOURCE#"$ROOT"}: door: missing: the gate's daemon (gate-reader run) does not start without a [door] table (the pins it drives), and the relay's power-on level is set from it; give --config SITE.toml with one (the example config's [door] section, uncommented and set)" 2
 
     TAG=$(helper tag "$SRC" --extras "$EXTRAS" ${WHEELS:+--wheels "$WHEELS"}) || exit 2
 

@@ -74,6 +74,7 @@ class Site:
     sync_root: str = "/etc/gate-reader/root.json"  # where the pinned TUF root goes, as the gate sees it
     metrics_dir: str | None = None  # [metrics] textfile's folder: the one place outside its own the daemon writes
     metrics_listen: bool = False  # [metrics] listen: a loopback port, which the unit otherwise forbids
+    has_door: bool = True  # a [door] table: without one `gate-reader run`, which the installer starts, refuses
 
     @property
     def uart(self) -> bool:
@@ -210,7 +211,7 @@ def load_site(path: Path) -> Site:
     metrics_dir = None if textfile is None else posixpath.dirname(posixpath.normpath(
         posixpath.join(CONFIG_DIR, textfile)))
     site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root, metrics_dir,
-                "listen" in metrics)
+                "listen" in metrics, "door" in data)
     if site.uart and pin in (14, 15):
         raise SiteError(f"door.relay.pin: GPIO {pin} is the header UART, which a reader here uses")
     return site
@@ -347,7 +348,7 @@ def _render(args: argparse.Namespace) -> None:
         "relay": f"BCM {site.relay_pin} {'active high' if site.relay_active_high else 'active low'}",
         "uart": int(site.uart), "usb_nfc": int(any(d.group == "plugdev" for d in site.devices)),
         "readers": len(site.devices), "sync_root": site.sync_root,
-        "uart_names": ",".join(d.name for d in site.devices if d.uart),
+        "uart_names": ",".join(d.name for d in site.devices if d.uart), "door": int(site.has_door),
     }
     (out / "summary").write_text("".join(f"{k}={v}\n" for k, v in summary.items()))
 

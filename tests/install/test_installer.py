@@ -341,8 +341,10 @@ def test_a_wheel_directory_without_the_metrics_wheel_is_refused_before_any_chang
     _fake_wheel(wheels / "gate_reader-0.1.0-py3-none-any.whl",
                 ["cbor2>=6.3", 'prometheus-client>=0.17; extra == "metrics"', 'pytest>=8; extra == "test"'])
     (wheels / "cbor2-6.3.0-py3-none-any.whl").write_bytes(b"zip")
+    site_toml = tmp_path / "site.toml"
+    site_toml.write_text(SITE_CONFIG)
     before = tree_sum(root)
-    result = run_install(root, "--wheels", wheels, check=False)
+    result = run_install(root, "--config", site_toml, "--wheels", wheels, check=False)
     assert result.returncode == 2, result.stderr
     assert "no wheel for prometheus-client, which gate-reader[metrics] needs" in result.stderr
     assert "pip wheel '.[metrics]' -w DIR" in result.stderr
@@ -369,9 +371,24 @@ def test_bad_arguments_stop_a_fresh_install_before_any_change(tmp_path: Path) ->
 def test_a_pi_without_config_txt_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    result = run_install(root, check=False)
+    site_toml = tmp_path / "site.toml"
+    site_toml.write_text(SITE_CONFIG)
+    result = run_install(root, "--config", site_toml, check=False)
     assert result.returncode == 2 and "config.txt" in result.stderr and "relay" in result.stderr
     assert list(root.iterdir()) == []
+
+
+def test_a_config_without_a_door_is_refused_before_any_change(tmp_path: Path) -> None:
+    """The example config (what a first install without --config would use) has [door] commented
+    out: check-config passes it (the one-shot jobs need no door), but the daemon the installer
+    enables and starts would refuse to start: half-started. Refused first, naming the key."""
+    root = tmp_path / "root"
+    make_boot(root)
+    before = tree_sum(root)
+    result = run_install(root, check=False)
+    assert result.returncode == 2 and "gate-reader.example.toml: door: missing" in result.stderr
+    assert "--config SITE.toml" in result.stderr
+    assert tree_sum(root) == before
 
 
 @pytest.mark.parametrize(("model", "device", "warned"), [
