@@ -296,6 +296,17 @@ def test_a_config_the_gate_would_refuse_stops_the_install_with_nothing_half_star
     assert "nothing was installed or started" in result.stderr or "readers[2].driver" in result.stderr
 
 
+def test_a_config_with_a_metrics_endpoint_installs_and_the_daemon_would_start(cloned: Tree) -> None:
+    """[metrics] listen needs prometheus-client: the environment always has it, so the new
+    program's check-config (the daemon's own start check) passes, and the drop-in opens loopback."""
+    _edit_config(cloned, "[door]", '[metrics]\nlisten = "127.0.0.1:9101"\n\n[door]')
+    result = run_install(cloned.root)
+    assert "install: check-config: error" not in result.stdout
+    assert "0 errors" in result.stdout and "environment" in result.stdout and "is current" in result.stdout
+    dropin = cloned.path("/etc/systemd/system/gate-reader.service.d/50-site.conf").read_text()
+    assert "\nRestrictAddressFamilies=AF_INET AF_INET6\nIPAddressAllow=localhost\n" in dropin
+
+
 def test_a_first_install_with_a_refused_config_leaves_only_the_built_environment(tmp_path: Path) -> None:
     """Nothing half-started on a first install either: no user, config, unit, enable link, udev
     rule or boot setting; only the new environment, complete, so the next run does not build it
