@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.door import DoorSettings
+from offline_cache.errors import CacheError
 from reader.daemon.control import ControlError, answers, request
 from reader.errors import ConfigError
 from reader.gate.config import Config, ReaderConfig
@@ -170,9 +171,15 @@ class Context:
         config = self.config
         folder = Path(config.cache.path).parent
         owner = folder.stat() if folder.exists() else None
-        if os.geteuid() != 0 or owner is None or owner.st_uid == 0:
-            return run_sync(config)
         started = time.monotonic()
+        if os.geteuid() != 0 or owner is None or owner.st_uid == 0:
+            try:
+                return run_sync(config)
+            except (ConfigError, CacheError) as exc:
+                # What the sync refuses before it reaches the centre (root.json missing, the cache
+                # unusable) is this check's FAIL with its fix, as the child's exit 2 below is; not
+                # a crashed check ("sync.root: ..." maps to install.sh --root-json).
+                return SyncReport(False, [], [], {}, str(exc), time.monotonic() - started)
         done = subprocess.run([sys.executable, "-m", "reader", "sync", "--no-upload", "--config",
                                str(self.config_path)], capture_output=True, text=True, timeout=300, check=False,
                               user=owner.st_uid, group=owner.st_gid, extra_groups=[])

@@ -41,3 +41,4 @@ def test_damaged_time_floor_is_refused_by_status_and_diag_and_repaired_by_sync(
                for r in caplog.records)
     report = json.loads(run("status", "--config", config, "--json")[1])
     assert report["time_floor"] is not None and report["clock_trusted"] is True
+
