@@ -17,7 +17,7 @@ from offline_cache.errors import CacheError
 from reader.daemon.control import ControlError, answers, request
 from reader.errors import ConfigError
 from reader.gate.config import Config, ReaderConfig
-from reader.gate.config_check import ConfigCheck, check_config
+from reader.gate.config_check import ConfigCheck
 from reader.gate.diagnostics.door import DoorView, LocalDoor
 from reader.gate.diagnostics.sim import SimHardware, SimSite
 from reader.gate.sync import SyncReport
@@ -77,7 +77,7 @@ class Context:
             config_path = self.site.config
             self.hardware = self.site.hardware
         self.config_path = Path(config_path or DEFAULT_CONFIG)
-        self.check: ConfigCheck = check_config(self.config_path, _reader_check)
+        self.check: ConfigCheck = check_gate_config(self.config_path)
         if sim and self.hardware is None:
             import tempfile
 
@@ -206,7 +206,7 @@ def _pin_factory(name: str) -> Any:
         raise ConfigError(str(exc)) from None
 
 
-def _reader_check(reader: ReaderConfig, gate_id: str) -> None:
-    from reader.cli.ops import reader_check
+def check_gate_config(path: Path) -> ConfigCheck:
+    from reader.cli.ops import check_gate_config as check
 
-    reader_check(reader, gate_id)
+    return check(path)

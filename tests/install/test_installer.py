@@ -16,6 +16,7 @@ import pytest
 from tests.install.trees import (
     CMDLINE_TXT,
     CONFIG_TXT,
+    PIN_FACTORY,
     REPO,
     SITE_CONFIG,
     Tree,
@@ -282,7 +283,8 @@ def _edit_config(tree: Tree, old: str, new: str) -> None:
     ('metadata_url = "https://pki.example.gov/gatepass/metadata/"', 'metadata_url = "pki.example.gov/metadata"',
      "sync.metadata_url: must be an http(s) URL"),
     ('device = "/dev/video0"', 'device = "/dev/video0"\nfocus = "sharp"', "readers[3].focus: unknown key"),
-], ids=["wrong-pin", "unknown-driver", "bad-url", "unknown-driver-key"])
+    ('pin_factory = "', 'pin_factory = "rpigpio"\n# was "', "door.pin_factory: pin factory 'rpigpio' cannot load"),
+], ids=["wrong-pin", "unknown-driver", "bad-url", "unknown-driver-key", "pin-factory-not-here"])
 def test_a_config_the_gate_would_refuse_stops_the_install_with_nothing_half_started(
         cloned: Tree, old: str, new: str, key: str) -> None:
     """The installed gate's config edited wrong, then the installer run (an upgrade, a re-run):
@@ -383,7 +385,7 @@ def test_a_pi_without_config_txt_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     site_toml = tmp_path / "site.toml"
-    site_toml.write_text(SITE_CONFIG)
+    site_toml.write_text(SITE_CONFIG.replace(f'pin_factory = "{PIN_FACTORY}"', 'pin_factory = "lgpio"'))
     result = run_install(root, "--config", site_toml, check=False)
     assert result.returncode == 2 and "config.txt" in result.stderr and "relay" in result.stderr
     assert list(root.iterdir()) == []

@@ -7,8 +7,9 @@ only builds a new one or removes an old one).
 
 The site config of the session's gate is chosen to be unlike the defaults: a maglock
 (fail_safe) on an active-high board, so the relay's boot level is ``dh``; a sync period of
-60 s; one reader of each kind, one of them on the header UART. It is a config the gate would start
-with (`gate-reader check-config` finds no error): the installer checks that first.
+60 s; the door on lgpio where this machine has it (PIN_FACTORY); one reader of each kind, one
+of them on the header UART. It is a config the gate would start with (`gate-reader
+check-config` finds no error): the installer checks that first.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ name = "camera"
 driver = "camera"
 device = "/dev/video0"
 """
+
+# The pin factory the gate's environment can load on this machine: lgpio where its wheel exists
+# (64-bit Linux ARM, Python 3.11/3.12: pyproject's marker, the same for this test environment
+# and the one the installer builds), mock elsewhere. The installer refuses a config whose daemon
+# could not start (check-config), so a test machine without lgpio installs a mock door.
+PIN_FACTORY = "lgpio" if importlib.util.find_spec("lgpio") is not None else "mock"
+SITE_CONFIG = SITE_CONFIG.replace('pin_factory = "lgpio"', f'pin_factory = "{PIN_FACTORY}"')
 
 # TUF root metadata as python-tuf writes it (the installer checks its shape, not its keys).
 ROOT_JSON = '{"signatures": [{"keyid": "ab", "sig": "cd"}], "signed": {"_type": "root", "version": 1}}\n'
