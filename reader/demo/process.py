@@ -6,8 +6,6 @@ pins' ``sim`` commands), signals, and its journal read from the cache (read-only
 from __future__ import annotations
 
 import contextlib
-import inspect
-import itertools
 import re
 import signal
 import socket
@@ -19,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.wiegand import WiegandSource
+from drivers.wiegand import DEFAULT_FRAME_GAP_S, frame_went_out
 from offline_cache.journal import Journal, JournalRecord
 from offline_cache.store import Store
 from reader.daemon.control import ControlError, request
@@ -30,23 +28,9 @@ from reader.errors import SiteError
 DECISION_LINE = re.compile(r"decision reader=(?P<reader>\S+) kind=(?P<kind>\S+) decision=(?P<decision>\S+) "
                            r"reason=(?P<reason>\S+) credential=(?P<credential>\S+) latency_ms=(?P<latency>[\d.]+)")
 
-#: the Wiegand reader's own bounds (its defaults, which the demo's site keeps): a longer pulse is
-#: noise, a pause this long ends a frame
-_WIEGAND = inspect.signature(WiegandSource).parameters
-MAX_PULSE_S = float(_WIEGAND["max_pulse_s"].default)
-FRAME_GAP_S = float(_WIEGAND["frame_gap_s"].default)
 #: sends of one Wiegand frame before the demo gives up (a machine that busy this long is named)
 WIEGAND_SENDS = 5
 
-
-def frame_went_out(pulses: list[list[float]]) -> bool:
-    """Whether a frame's pulses, as the mock pins stamped them ((fall, rise) each), are what the
-    reader accepts: the daemon busy-waits each pulse beside its other threads, and a thread
-    switch can stretch one past MAX_PULSE_S, or pause the frame for FRAME_GAP_S and cut it in
-    two; the reader then rightly drops it (noise, length)."""
-    stretched = any(rise - fall > MAX_PULSE_S for fall, rise in pulses)
-    split = any(b[0] - a[0] >= FRAME_GAP_S for a, b in itertools.pairwise(pulses))
-    return bool(pulses) and not stretched and not split
 
 @dataclass(frozen=True)
 class LogLine:
@@ -169,7 +153,7 @@ class DaemonProcess:
             answer = self.ctl({"cmd": "sim", "action": "wiegand", "reader": reader, **frame})
             if frame_went_out(answer.get("pulses") or []):
                 return sends
-            time.sleep(2 * FRAME_GAP_S)  # the reader ends (and drops) the frame that went wrong first
+            time.sleep(2 * DEFAULT_FRAME_GAP_S)  # the reader ends (and drops) the frame that went wrong first
         raise SiteError(f"wiegand {reader}: {WIEGAND_SENDS} frames in a row were stretched or cut by thread switches "
                         "(the machine is too busy to pulse at Wiegand timing)")
 

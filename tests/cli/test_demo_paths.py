@@ -6,6 +6,7 @@ frame that a thread switch stretched or cut is swiped again, as a person would, 
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import tomllib
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from reader.demo.process import FRAME_GAP_S, MAX_PULSE_S, WIEGAND_SENDS, DaemonProcess, frame_went_out
+from drivers.wiegand import DEFAULT_FRAME_GAP_S as FRAME_GAP_S
+from drivers.wiegand import DEFAULT_MAX_PULSE_S as MAX_PULSE_S
+from drivers.wiegand import WiegandSource, frame_went_out
+from reader.demo.process import WIEGAND_SENDS, DaemonProcess
 from reader.demo.site import GatePaths
 from reader.errors import SiteError
 
@@ -39,6 +43,8 @@ def _pulses(widths: list[float], gap: float = 2e-3) -> list[list[float]]:
 
 
 def test_a_wiegand_frame_stretched_or_cut_by_a_thread_switch_is_not_one_a_reader_accepts() -> None:
+    defaults = inspect.signature(WiegandSource).parameters  # judged by the reader's own bounds
+    assert (defaults["max_pulse_s"].default, defaults["frame_gap_s"].default) == (MAX_PULSE_S, FRAME_GAP_S)
     assert frame_went_out(_pulses([50e-6] * 26))
     assert not frame_went_out(_pulses([50e-6] * 12 + [MAX_PULSE_S + 30e-6] + [50e-6] * 13))  # stretched: noise
     cut = _pulses([50e-6] * 26)
