@@ -48,6 +48,7 @@ Decisions worth knowing before changing anything here:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -142,6 +143,23 @@ def raw_text(bits: Sequence[int]) -> str:
     return f"WRAW{len(bits)}:{_number(bits):0{(len(bits) + 3) // 4}X}"
 
 
+#: the reader's own bounds by default (WiegandSource): a longer pulse is noise, a pause this long ends a frame
+DEFAULT_MAX_PULSE_S = 1e-3
+DEFAULT_FRAME_GAP_S = 0.025
+
+
+def frame_went_out(pulses: Sequence[Sequence[float]], *, max_pulse_s: float = DEFAULT_MAX_PULSE_S,
+                   frame_gap_s: float = DEFAULT_FRAME_GAP_S) -> bool:
+    """Whether a frame sent by :func:`pulse_frame`, judged by the (fall, rise) stamps it
+    returns, is one the reader accepts: the sender busy-waits beside other threads, and a
+    thread switch can stretch a pulse past ``max_pulse_s`` or pause the frame for
+    ``frame_gap_s`` and cut it in two; the reader then rightly drops it (noise, length). A
+    simulator that sees this sends the frame again, as a person swipes again."""
+    stretched = any(rise - fall > max_pulse_s for fall, rise in pulses)
+    split = any(b[0] - a[0] >= frame_gap_s for a, b in itertools.pairwise(pulses))
+    return bool(pulses) and not stretched and not split
+
+
 def pulse_frame(d0: Any, d1: Any, bits: Sequence[int], *, pulse_s: float = 50e-6,
                 interval_s: float = 2e-3) -> list[tuple[float, float]]:
     """Send a frame on two gpiozero mock pins at Wiegand timing (the simulated reader):
@@ -178,8 +196,8 @@ class WiegandSource(SourceBase):
     def __init__(self, name: str, sink: Sink, *, pin_factory: Any,
                  d0: int = DEFAULT_PINS["wiegand_d0"].bcm, d1: int = DEFAULT_PINS["wiegand_d1"].bcm,
                  swap: bool = False, formats: Sequence[str | int] = DEFAULT_FORMATS,
-                 raw_lengths: Sequence[int] = (), frame_gap_s: float = 0.025,
-                 min_pulse_s: float = 10e-6, max_pulse_s: float = 1e-3, pull_up: bool = True) -> None:
+                 raw_lengths: Sequence[int] = (), frame_gap_s: float = DEFAULT_FRAME_GAP_S,
+                 min_pulse_s: float = 10e-6, max_pulse_s: float = DEFAULT_MAX_PULSE_S, pull_up: bool = True) -> None:
         super().__init__(name, sink)
         if pin_factory is None:
             raise DriverConfigError("pin_factory: no pin factory given (never a gpiozero default)")

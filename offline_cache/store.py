@@ -30,6 +30,7 @@ from typing import Any
 
 from offline_cache import schema
 from offline_cache.errors import RollbackRefused, StoreError
+from offline_cache.times import MAX_TIME, usable_time
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,47 @@ def _json_meta(conn: sqlite3.Connection, key: str, default: Any) -> Any:
         return json.loads(row[0])
     except (ValueError, TypeError):
         return None  # an edited value: the caller says it cannot be read
+
+
+# The numbers kept in ``meta`` are read back through these, never with a bare float()/int():
+# a value a person edited or a bad disk left (text, a negative number, NaN, 1e300, a BLOB) is
+# refused with a StoreError naming the key, what it holds and how to recover, never a
+# traceback from the status command, the daemon's start or a diagnostic, and never guessed at
+# (a time floor taken as "none" would trust a clock set back).
+_MAX_COUNTER = 2**62  # generation: one step per sync that changed something
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _damaged(path: Path, key: str, value: Any, expected: str, recovery: str) -> StoreError:
+    return StoreError(f"cache database {path}: meta.{key} holds {_shown(value)}, not {expected}: the database was "
+                      f"edited or damaged. To recover: {recovery}")
+
+
+_FLOOR_RECOVERY = ("run `gate-reader sync --config FILE` (a sync that verifies a status list, or runs with the clock "
+                   "synchronised, writes the time floor again)")
+_GENERATION_RECOVERY = "run `gate-reader sync --config FILE` (a sync writes the counter again)"
+_UPLOAD_RECOVERY = "run `gate-reader upload --config FILE` (an upload attempt writes its times again)"
+
+
+def _meta_time(path: Path, key: str, value: Any, recovery: str) -> float | None:
+    """A time kept in ``meta``: None when unset, a float from 0 to year 9999, else StoreError."""
+    if value is None:
+        return None
+    t = usable_time(value)
+    if t is None:
+        raise _damaged(path, key, value, f"a time (seconds since 1970, 0 to {MAX_TIME:.0f})", recovery)
+    return t
+
+
+def _meta_counter(path: Path, key: str, value: Any, recovery: str) -> int:
+    """A counter kept in ``meta``: a whole number from 0, else StoreError."""
+    if type(value) is not int or not 0 <= value <= _MAX_COUNTER:
+        raise _damaged(path, key, value, "a whole number from 0", recovery)
+    return value
 
 
 def _finite(value: float, what: str) -> float:
@@ -223,8 +265,9 @@ class Store:
             raise StoreError(f"cache database {self.path}: {exc}") from None
 
     def generation(self) -> int:
-        """A counter that :meth:`apply_sync` bumps only when trust or a list changed."""
-        return int(self.meta("generation"))
+        """A counter that :meth:`apply_sync` bumps only when trust or a list changed
+        (StoreError naming the key when the stored value is not a whole number from 0)."""
+        return _meta_counter(self.path, "generation", self.meta("generation"), _GENERATION_RECOVERY)
 
     # -- what sync wrote -------------------------------------------------------------
 
@@ -311,8 +354,15 @@ class Store:
                     policy_written = str(target)
             if update.time_floor is not None:
                 self._raise_floor(conn, _finite(update.time_floor, "time_floor"), "sync")
-            generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            if plan or trust_changed or policy_written:
+            generation = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+            repaired = type(generation) is not int or not 0 <= generation <= _MAX_COUNTER
+            if repaired:
+                # A damaged counter is written again, with a value no counter reached (the sync's
+                # time in whole seconds), so every reader that held one before reloads.
+                log.warning("cache %s: meta.generation held %s, not a counter: set to %d", self.path,
+                            _shown(generation), int(at))
+                generation = int(at) - 1
+            if plan or trust_changed or policy_written or repaired:
                 generation += 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
             ignored = [{"target": str(target), "reason": str(reason)} for target, reason in update.ignored]
@@ -388,11 +438,19 @@ class Store:
 
     def upload_state(self) -> dict[str, Any]:
         """``last_attempt``, ``last_success`` and ``last_error`` of the uploads (None where
-        there was none)."""
+        there was none); StoreError naming the key for a time that is not one."""
         with self.reading() as conn:
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                      "('upload_last_attempt', 'upload_last_success', 'upload_last_error')"))
-        return {key: rows.get(f"upload_{key}") for key in ("last_attempt", "last_success", "last_error")}
+        error = rows.get("upload_last_error")
+        return {
+            "last_attempt": _meta_time(self.path, "upload_last_attempt", rows.get("upload_last_attempt"),
+                                       _UPLOAD_RECOVERY),
+            "last_success": _meta_time(self.path, "upload_last_success", rows.get("upload_last_success"),
+                                       _UPLOAD_RECOVERY),
+            # a text the store wrote; anything else (an edited BLOB or number) is shown as its repr
+            "last_error": error if error is None or isinstance(error, str) else _shown(error),
+        }
 
     # -- small JSON values: the daemon's health, its lockdown, the centre's policy ------
 
@@ -410,10 +468,20 @@ class Store:
 
     # -- trusted time (spec 6) -------------------------------------------------------
 
-    def time_floor(self) -> float | None:
-        """The persisted time floor: the clock is untrusted more than the skew below it."""
+    def time_floor(self, *, damaged: float | None = None) -> float | None:
+        """The persisted time floor: the clock is untrusted more than the skew below it. A
+        stored value that is not a time (edited text, negative, NaN, past the year 9999) is a
+        StoreError naming the key and the recovery; a caller that writes a new floor itself
+        (sync) passes ``damaged`` to get that value instead, logged."""
         value = self.meta("time_floor")
-        return None if value is None else float(value)
+        try:
+            return _meta_time(self.path, "time_floor", value, _FLOOR_RECOVERY)
+        except StoreError:
+            if damaged is None:
+                raise
+            log.warning("cache database %s: meta.time_floor holds %s, not a time: taken as %s until a new floor "
+                        "replaces it", self.path, _shown(value), damaged)
+            return damaged
 
     def raise_time_floor(self, t: float, source: str) -> None:
         """Raise the floor to ``t`` (never lowers it); ``source`` says why (``sync``,
@@ -423,7 +491,8 @@ class Store:
 
     @staticmethod
     def _raise_floor(conn: sqlite3.Connection, t: float, source: str) -> None:
-        held = conn.execute("SELECT value FROM meta WHERE key = 'time_floor'").fetchone()[0]
+        held = usable_time(conn.execute("SELECT value FROM meta WHERE key = 'time_floor'").fetchone()[0])
+        # a held value that is not a time (edited, damaged) is replaced: this is the recovery
         if held is None or t > held:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'time_floor'", (t,))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'time_floor_source'", (source,))

@@ -8,17 +8,22 @@
 # Idempotent: a second run changes no file. An existing /etc/gate-reader/gate-reader.toml (and
 # root.json) is never overwritten; an upgrade (a run from a newer source) builds the new
 # environment beside the old one, switches over in one rename, and keeps config, keys, cache and
-# event journal. Every bad input stops it before it changes anything.
+# event journal. Every bad input stops it before it changes anything; a config the new version
+# refuses (`gate-reader check-config`: a wrong pin, an unknown driver, a bad URL) stops it once
+# the new environment is built (beside the running one, which goes on running) and before
+# anything else changes: no user, file, unit, link or boot setting, nothing enabled or started.
 set -euo pipefail
 umask 022
 
 usage() {
     cat <<'EOF'
 usage: install.sh [options]
-  --config FILE     the site's config, installed when the gate has none (never over an existing one)
+  --config FILE     the site's config, installed when the gate has none (never over an existing one);
+                    needed on a first install: it must have a [door] table (the example's is commented out)
   --root-json FILE  the TUF root.json to pin, installed when the gate has none
   --wheels DIR      install offline from this wheel directory (pip --no-index --find-links DIR);
-                    make it with `pip wheel . -w DIR` on a machine with internet, same CPU and Python
+                    make it with `pip wheel '.[metrics]' -w DIR` on a machine with internet, same
+                    CPU and Python
   --rtc MODEL       a real-time clock on I2C: adds dtoverlay=i2c-rtc,MODEL to config.txt (e.g. ds3231);
                     later runs keep it; --rtc none takes it out
   --no-start        install and enable, but do not start or restart anything
@@ -73,6 +78,13 @@ UDEV=$P/etc/udev/rules.d/70-gate-reader.rules
 MODPROBE=$P/etc/modprobe.d/gate-reader-nfc.conf
 BIN_LINK=$P/usr/local/bin/gate-reader
 GATE_UNITS=(gate-reader.service gate-reader-sync.service gate-reader-sync.timer)
+# The extras every gate gets. metrics: prometheus-client, for [metrics] listen (a loopback
+# endpoint). Always installed rather than only when the config sets listen: it is pure Python
+# without dependencies, 0.7 MB of an environment of ~300 MB (measured: du of the installed
+# prometheus_client in the production environment), and a gate whose config gains `listen` later
+# would otherwise meet an environment without it and refuse to start. It opens no port unless
+# [metrics] listen is set. From a wheel directory its wheel must be there too (checked first).
+EXTRAS=metrics
 
 # LIVE: this machine's own systemd runs, so units are started and rules reloaded for real.
 # Otherwise (--root, a chroot, a container) files and enable links are written and the rest is
@@ -131,8 +143,12 @@ preflight() {
     declare -gA SITE=()
     local key value
     while IFS='=' read -r key value; do SITE[$key]=$value; done < "$WORK/summary"
+    # check-config passes a config without [door] (the one-shot jobs need none), but the daemon
+    # this installs and starts refuses to start without one, and the relay's power-on level comes
+    # from it: refused here, before anything changes (the example config has [door] commented out).
+    [ "${SITE[door]}" = 1 ] || die "${CONFIG_SOURCE#"$ROOT"}: door: missing: the gate's daemon (gate-reader run) does not start without a [door] table (the pins it drives), and the relay's power-on level is set from it; give --config SITE.toml with one (the example config's [door] section, uncommented and set)" 2
 
-    TAG=$(helper tag "$SRC" ${WHEELS:+--wheels "$WHEELS"}) || exit 2
+    TAG=$(helper tag "$SRC" --extras "$EXTRAS" ${WHEELS:+--wheels "$WHEELS"}) || exit 2
 
     if [ -n "$BOOT_CONFIG" ]; then
         helper splice "$BOOT_CONFIG" "$WORK/config.txt.block" > "$WORK/config.txt.new" || exit 2
@@ -169,38 +185,65 @@ install_dirs() {
 }
 
 # The environment: /opt/gate-reader/venvs/VERSION-HASH, and /opt/gate-reader/.venv a link to
-# it. A new source builds a new one beside the running one; the link is switched in one rename,
-# so a power cut leaves the old or the new environment, whole. The one before stays for a rollback.
+# it. A new source builds a new one beside the running one (build_venv, before anything else
+# changes, so that the new version can check the config first); the link is switched in one
+# rename (switch_venv), so a power cut leaves the old or the new environment, whole. The one
+# before stays for a rollback.
+build_venv() {
+    local venv=$OPT/venvs/$TAG made
+    if [ -f "$venv/.gate-reader-complete" ]; then return; fi
+    rm -rf "$venv"  # what an interrupted run left
+    # the folders this makes: a failed build takes them away again, so a first install that
+    # fails here leaves the machine as it was
+    made=$(LC_ALL=C mkdir -pv "$OPT/venvs" | sed -n "s/^mkdir: created directory '\(.*\)'$/\1/p" | tac)
+    say "building the environment $TAG (pip; a few minutes on a Pi)"
+    fail_build() {
+        rm -rf "$venv"
+        local dir; while IFS= read -r dir; do [ -z "$dir" ] || rmdir "$dir" 2>/dev/null || true; done <<< "$made"
+        die "$@"
+    }
+    "$PY" -m venv "$venv" || fail_build "python -m venv failed"
+    local spec=() log=$WORK/pip.log
+    if [ -n "$WHEELS" ]; then
+        spec=(--no-index --find-links "$WHEELS" "gate-reader[$EXTRAS]==${TAG%%-*}")
+    else  # a copy, so the source (maybe a read-only stick) gets no build/ or egg-info
+        mkdir "$WORK/src"
+        cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/reader" "$SRC/drivers" "$SRC/offline_cache" "$WORK/src/"
+        find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+        spec=("$WORK/src[$EXTRAS]")
+    fi
+    # No test extra: a gate gets the program and its libraries, no test tools.
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${spec[@]}" >"$log" 2>&1; then
+        cat "$log" >&2
+        fail_build "pip could not install gate-reader (log above)${WHEELS:+; is every wheel in $WHEELS, built for this CPU and Python version?}"
+    fi
+    "$venv/bin/gate-reader" --help >/dev/null || fail_build "the new environment's gate-reader does not run"
+    echo "$TAG" > "$venv/.gate-reader-complete"
+}
+
+# The config the gate will run with, checked by the version about to run it, before anything
+# else changes: an error (key path and what is expected, every one at once) stops the install
+# with the running version, its units and its config as they were. Warnings (a device not
+# plugged in, a root.json still to come) are shown and do not stop it. Under --root the paths
+# the config names are the machine's, not the tree's: only warnings can differ.
+check_site_config() {
+    local out status=0
+    out=$("$OPT/venvs/$TAG/bin/gate-reader" check-config --config "$CONFIG_SOURCE" 2>&1) || status=$?
+    printf '%s\n' "$out" | sed 's/^/install: check-config: /'
+    if [ "$status" != 0 ]; then
+        local running=""
+        if [ -L "$OPT/.venv" ]; then running="; the installed version, its units and config are unchanged"; fi
+        die "${CONFIG_SOURCE#"$ROOT"}: the gate would not start with this config (errors above): fix it and run the installer again; nothing was installed or started${running} (the new environment stays built in ${OPT#"$ROOT"}/venvs/$TAG for the next run)" 2
+    fi
+}
+
 VENV_CHANGED=0
-install_venv() {
-    local venv=$OPT/venvs/$TAG current
+switch_venv() {
+    local current
     current=$(readlink "$OPT/.venv" 2>/dev/null || true)
-    if [ -f "$venv/.gate-reader-complete" ] && [ "$current" = "venvs/$TAG" ]; then
+    if [ "$current" = "venvs/$TAG" ]; then
         say "environment $TAG is current"
         return
-    fi
-    if [ ! -f "$venv/.gate-reader-complete" ]; then
-        rm -rf "$venv"  # what an interrupted run left
-        mkdir -p "$OPT/venvs"
-        say "building the environment $TAG (pip; a few minutes on a Pi)"
-        "$PY" -m venv "$venv"
-        local spec=() log=$WORK/pip.log
-        if [ -n "$WHEELS" ]; then
-            spec=(--no-index --find-links "$WHEELS" "gate-reader==${TAG%%-*}")
-        else  # a copy, so the source (maybe a read-only stick) gets no build/ or egg-info
-            mkdir "$WORK/src"
-            cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/reader" "$SRC/drivers" "$SRC/offline_cache" "$WORK/src/"
-            find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
-            spec=("$WORK/src")
-        fi
-        # No test extra: a gate gets the program and its libraries, no test tools.
-        if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${spec[@]}" >"$log" 2>&1; then
-            cat "$log" >&2
-            rm -rf "$venv"
-            die "pip could not install gate-reader (log above)${WHEELS:+; is every wheel in $WHEELS, built for this CPU and Python version?}"
-        fi
-        "$venv/bin/gate-reader" --help >/dev/null || { rm -rf "$venv"; die "the new environment's gate-reader does not run"; }
-        echo "$TAG" > "$venv/.gate-reader-complete"
     fi
     # A plain directory there is an environment made by hand before this installer: replaced.
     if [ -d "$OPT/.venv" ] && [ ! -L "$OPT/.venv" ]; then rm -rf "$OPT/.venv"; fi
@@ -263,6 +306,7 @@ install_units() {
     put "$SRC/scripts/install_files.sh" "$OPT/scripts/install_files.sh" 0644
     put "$SRC/scripts/install_site.py" "$OPT/scripts/install_site.py" 0644
     put "$SRC/scripts/install_bootfiles.py" "$OPT/scripts/install_bootfiles.py" 0644
+    put "$SRC/scripts/install_wheels.py" "$OPT/scripts/install_wheels.py" 0644
 }
 
 # config.txt: the managed block (relay level from power-on, watchdog, UART, RTC); cmdline.txt: no
@@ -369,9 +413,7 @@ post_install_check() {
     say "done: gate-reader $TAG (environment ${size} MB) in ${OPT#"$ROOT"}, config ${CONFIG#"$ROOT"}"
     say "  sync every ${SITE[interval_s]} s; door ${SITE[lock_type]}, relay ${SITE[relay]}, pins via ${SITE[pin_factory]}; ${SITE[readers]} reader device(s) allowed"
     [ "${REBOOT:-0}" = 0 ] || say "  config.txt or cmdline.txt changed: reboot so the boot-time settings take effect (sudo reboot)"
-    if [ "$LIVE" = 0 ]; then
-        "$gate_reader" check-config --config "$CONFIG" | sed 's/^/install: check-config: /' || status=$?
-        [ "$status" = 0 ] || warn "the config has errors (above): the daemon does not start until they are fixed"
+    if [ "$LIVE" = 0 ]; then  # the config was checked before anything changed (check_site_config)
         not_run "gate-reader diag selftest --config /etc/gate-reader/gate-reader.toml"
         return
     fi
@@ -429,9 +471,11 @@ if [ "$ACTION" = uninstall ]; then
     exit 0
 fi
 preflight
+build_venv
+check_site_config
 install_user
 install_dirs
-install_venv
+switch_venv
 install_config
 install_units
 install_boot

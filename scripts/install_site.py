@@ -11,7 +11,8 @@ input):
   replaced in place, or taken out, on stdout.
 - ``strip-console FILE``: cmdline.txt without a serial console on the header UART, on stdout.
 - ``block-rtc FILE``: the RTC model the block in FILE names (empty when none).
-- ``tag SRC [--wheels DIR]``: the version-hash name of the environment this source makes.
+- ``tag SRC [--extras A,B] [--wheels DIR]``: the version-hash name of the environment this source
+  makes with those extras; from a wheel directory, also a check that the extras' wheels are there.
 - ``check-root-json FILE``: refuse a file that is not TUF root metadata.
 
 Only the keys the installer needs are read here; the daemon checks the whole file.
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from install_bootfiles import BEGIN, END, SiteError, block_rtc, splice, strip_console, unsplice
+from install_wheels import source_tag
 
-__all__ = ["BEGIN", "END", "SiteError", "block_rtc", "splice", "strip_console", "unsplice"]  # re-exported
+__all__ = ["BEGIN", "END", "SiteError", "block_rtc", "source_tag", "splice", "strip_console", "unsplice"]  # re-exported
 
 LOCK_TYPES = ("fail_secure", "fail_safe", "turnstile")
 PIN_FACTORIES = ("lgpio", "rpigpio", "mock")
@@ -72,6 +74,7 @@ class Site:
     sync_root: str = "/etc/gate-reader/root.json"  # where the pinned TUF root goes, as the gate sees it
     metrics_dir: str | None = None  # [metrics] textfile's folder: the one place outside its own the daemon writes
     metrics_listen: bool = False  # [metrics] listen: a loopback port, which the unit otherwise forbids
+    has_door: bool = True  # a [door] table: without one `gate-reader run`, which the installer starts, refuses
 
     @property
     def uart(self) -> bool:
@@ -208,7 +211,7 @@ def load_site(path: Path) -> Site:
     metrics_dir = None if textfile is None else posixpath.dirname(posixpath.normpath(
         posixpath.join(CONFIG_DIR, textfile)))
     site = Site(interval, pin_factory, lock_type, pin, active_high, devices, sync_root, metrics_dir,
-                "listen" in metrics)
+                "listen" in metrics, "door" in data)
     if site.uart and pin in (14, 15):
         raise SiteError(f"door.relay.pin: GPIO {pin} is the header UART, which a reader here uses")
     return site
@@ -314,32 +317,6 @@ def render_boot_block(site: Site, rtc: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_tag(src: Path, wheels: Path | None) -> str:
-    """``VERSION-HASH``: the hash covers what the environment is built from (the wheels, or the
-    project's sources), so an unchanged source is never rebuilt and a changed one always is.
-    From a wheel directory the version is that of its one gate_reader wheel."""
-    digest = hashlib.sha256()
-    if wheels is not None:
-        files = sorted(wheels.glob("*.whl"))
-        ours = [f for f in files if f.name.startswith("gate_reader-")]
-        if len(ours) != 1:
-            raise SiteError(f"--wheels {wheels}: {len(ours)} gate_reader-*.whl files there, not one "
-                            "(make the directory with `pip wheel . -w DIR` from one release)")
-        version = ours[0].name.split("-")[1]
-        base = wheels
-    else:
-        files = [src / "pyproject.toml", src / "README.md"]
-        for package in ("reader", "drivers", "offline_cache"):
-            files += sorted(p for p in (src / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        version = tomllib.loads((src / "pyproject.toml").read_text("utf-8"))["project"]["version"]
-        base = src
-    for path in files:
-        digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
-    if not re.fullmatch(r"[\w.+!]+", version):
-        raise SiteError(f"version {version!r} is not a version")
-    return f"{version}-{digest.hexdigest()[:12]}"
-
-
 def check_root_json(path: Path) -> None:
     """TUF root metadata (python-tuf's JSON), or SiteError saying what it is not."""
     try:
@@ -371,7 +348,7 @@ def _render(args: argparse.Namespace) -> None:
         "relay": f"BCM {site.relay_pin} {'active high' if site.relay_active_high else 'active low'}",
         "uart": int(site.uart), "usb_nfc": int(any(d.group == "plugdev" for d in site.devices)),
         "readers": len(site.devices), "sync_root": site.sync_root,
-        "uart_names": ",".join(d.name for d in site.devices if d.uart),
+        "uart_names": ",".join(d.name for d in site.devices if d.uart), "door": int(site.has_door),
     }
     (out / "summary").write_text("".join(f"{k}={v}\n" for k, v in summary.items()))
 
@@ -392,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tag")
     p.add_argument("src", type=Path)
     p.add_argument("--wheels", type=Path)
+    p.add_argument("--extras", default="", help="comma-separated extras the environment gets")
     args = parser.parse_args(argv)
 
     subject = getattr(args, "config", None) or getattr(args, "file", None) or getattr(args, "src", "")
@@ -409,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-root-json":
             check_root_json(args.file)
         else:
-            print(source_tag(args.src, args.wheels))
+            print(source_tag(args.src, args.wheels, tuple(e for e in args.extras.split(",") if e)))
     except SiteError as exc:
         print(f"install: {subject}: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
     from reader.demo.scenario import MARKER, Demo
 
-    out: Path = args.out
+    # Absolute from here on: the demo writes the gate's config into out/gate/, and a config's
+    # relative paths are taken from its own folder, so a relative --out (the default, demo-out)
+    # would be doubled there (demo-out/gate/demo-out/centre/...). absolute(), not resolve(): a
+    # symlinked folder stays as named.
+    out: Path = args.out.absolute()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is not a folder")
     if out.is_dir() and any(out.iterdir()):

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from drivers.door import DoorSettings
+from offline_cache.errors import CacheError
 from reader.daemon.control import ControlError, answers, request
 from reader.errors import ConfigError
 from reader.gate.config import Config, ReaderConfig
-from reader.gate.config_check import ConfigCheck, check_config
+from reader.gate.config_check import ConfigCheck
 from reader.gate.diagnostics.door import DoorView, LocalDoor
 from reader.gate.diagnostics.sim import SimHardware, SimSite
 from reader.gate.sync import SyncReport
@@ -76,7 +77,7 @@ class Context:
             config_path = self.site.config
             self.hardware = self.site.hardware
         self.config_path = Path(config_path or DEFAULT_CONFIG)
-        self.check: ConfigCheck = check_config(self.config_path, _reader_check)
+        self.check: ConfigCheck = check_gate_config(self.config_path)
         if sim and self.hardware is None:
             import tempfile
 
@@ -170,9 +171,15 @@ class Context:
         config = self.config
         folder = Path(config.cache.path).parent
         owner = folder.stat() if folder.exists() else None
-        if os.geteuid() != 0 or owner is None or owner.st_uid == 0:
-            return run_sync(config)
         started = time.monotonic()
+        if os.geteuid() != 0 or owner is None or owner.st_uid == 0:
+            try:
+                return run_sync(config)
+            except (ConfigError, CacheError) as exc:
+                # What the sync refuses before it reaches the centre (root.json missing, the cache
+                # unusable) is this check's FAIL with its fix, as the child's exit 2 below is; not
+                # a crashed check ("sync.root: ..." maps to install.sh --root-json).
+                return SyncReport(False, [], [], {}, str(exc), time.monotonic() - started)
         done = subprocess.run([sys.executable, "-m", "reader", "sync", "--no-upload", "--config",
                                str(self.config_path)], capture_output=True, text=True, timeout=300, check=False,
                               user=owner.st_uid, group=owner.st_gid, extra_groups=[])
@@ -199,7 +206,7 @@ def _pin_factory(name: str) -> Any:
         raise ConfigError(str(exc)) from None
 
 
-def _reader_check(reader: ReaderConfig, gate_id: str) -> None:
-    from reader.cli.ops import reader_check
+def check_gate_config(path: Path) -> ConfigCheck:
+    from reader.cli.ops import check_gate_config as check
 
-    reader_check(reader, gate_id)
+    return check(path)

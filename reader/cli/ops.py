@@ -4,13 +4,15 @@ after it changes a gate."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from reader.gate.config import ReaderConfig
+from reader.gate.config import Config, ReaderConfig
+from reader.gate.config_check import ConfigCheck, Finding
 
 #: the exit status of check-config when the config has errors (2 stays "cannot read it")
 EXIT_CONFIG_ERRORS = 1
@@ -61,10 +63,47 @@ def reader_check(reader: ReaderConfig, gate_id: str) -> None:
         factory.close()
 
 
-def run_check_config(args: argparse.Namespace) -> int:
+def start_findings(config: Config) -> list[Finding]:
+    """What ``run`` refuses at its start beyond the config's keys and values, checked without
+    opening anything: the [door] pin factory's library must import in this environment (lgpio
+    has wheels for 64-bit Pi OS on Python 3.11 and 3.12 only: on another Python, or another
+    machine, the daemon stops with ``door.pin_factory: ... cannot load``). Starting the factory
+    (claiming the GPIO chip) is left to ``run`` and ``diag``: it would take the pins."""
+    from drivers.pins import PIN_FACTORIES
+
+    if config.door is None:
+        return []
+    name = config.door.pin_factory
+    module = PIN_FACTORIES.get(name, "").partition(":")[0]
+    if not module:
+        return []  # an unknown name is the config reader's error already
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return [Finding("error", "door.pin_factory",
+                        f"door.pin_factory: pin factory {name!r} cannot load in this environment ({exc}): "
+                        f"gate-reader run refuses to start; on a Pi, lgpio needs 64-bit Pi OS with Python 3.11 or "
+                        "3.12 (or apt install python3-lgpio and a venv with --system-site-packages)")]
+    return []
+
+
+def check_gate_config(path: Path) -> ConfigCheck:
+    """check-config's whole result: the config reader's findings, each reader's driver keys as
+    the daemon builds them (:func:`reader_check`), and :func:`start_findings`; so that it
+    refuses what ``run`` refuses. diag's ``config`` row is the same."""
     from reader.gate.config_check import check_config
 
-    result = check_config(args.config, reader_check)
+    result = check_config(path, reader_check)
+    extra = [] if result.config is None else start_findings(result.config)
+    if not extra:
+        return result
+    findings = (*[f for f in result.findings if f.level == "error"], *extra,
+                *[f for f in result.findings if f.level == "warning"])
+    return ConfigCheck(result.path, None, findings)
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    result = check_gate_config(args.config)
     if args.json:
         def items(level: str) -> list[dict[str, Any]]:
             return [{"key": f.key, "message": f.message} for f in result.findings if f.level == level]

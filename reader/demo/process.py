@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.wiegand import DEFAULT_FRAME_GAP_S, frame_went_out
 from offline_cache.journal import Journal, JournalRecord
 from offline_cache.store import Store
 from reader.daemon.control import ControlError, request
@@ -26,6 +27,10 @@ from reader.errors import SiteError
 #: the daemon's decision log line (reader.daemon.pipeline)
 DECISION_LINE = re.compile(r"decision reader=(?P<reader>\S+) kind=(?P<kind>\S+) decision=(?P<decision>\S+) "
                            r"reason=(?P<reason>\S+) credential=(?P<credential>\S+) latency_ms=(?P<latency>[\d.]+)")
+
+#: sends of one Wiegand frame before the demo gives up (a machine that busy this long is named)
+WIEGAND_SENDS = 5
+
 
 @dataclass(frozen=True)
 class LogLine:
@@ -140,8 +145,17 @@ class DaemonProcess:
     def drive(self, input_name: str, active: bool) -> None:
         self.ctl({"cmd": "sim", "action": "input", "input": input_name, "active": active})
 
-    def wiegand(self, reader: str, **frame: Any) -> None:
-        self.ctl({"cmd": "sim", "action": "wiegand", "reader": reader, **frame})
+    def wiegand(self, reader: str, **frame: Any) -> int:
+        """Swipe a card: the frame pulsed on the reader's mock pins, sent again when the pins'
+        stamps show it did not go out as a reader accepts it (see :func:`frame_went_out`); the
+        number of sends. SiteError after WIEGAND_SENDS."""
+        for sends in range(1, WIEGAND_SENDS + 1):
+            answer = self.ctl({"cmd": "sim", "action": "wiegand", "reader": reader, **frame})
+            if frame_went_out(answer.get("pulses") or []):
+                return sends
+            time.sleep(2 * DEFAULT_FRAME_GAP_S)  # the reader ends (and drops) the frame that went wrong first
+        raise SiteError(f"wiegand {reader}: {WIEGAND_SENDS} frames in a row were stretched or cut by thread switches "
+                        "(the machine is too busy to pulse at Wiegand timing)")
 
     def send(self, sig: int) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,9 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
         if held_pem is None:
             raise SyncError("issuer certificates", f"the repository has no {TRUST_TARGET} and the gate holds none")
         trust = _trust_from(held_pem, f"{store.path} (trust)")
-    clock = gate_clock(now, store.time_floor(), skew_s)
+    # A damaged floor (edited, a bad disk) is no floor to trust a clock by: this sync verifies
+    # without the clock, and the floor it writes replaces the damaged one (the recovery).
+    clock = gate_clock(now, store.time_floor(damaged=math.inf), skew_s)
     trusted_now = clock.now if clock.trusted else None
     chosen: dict[str, tuple[str, StatusList]] = {}  # uri -> (target, list): per uri the largest iat
     for path, raw in sorted(fetched.status.items()):

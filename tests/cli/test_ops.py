@@ -37,6 +37,21 @@ def test_check_config_passes_a_good_config_with_warnings(tmp_path: Path) -> None
         f"{config}: 0 errors, 1 warning: the gate would start"]
 
 
+def test_check_config_refuses_a_pin_factory_this_environment_cannot_load(tmp_path: Path) -> None:
+    """run stops at its start on it (door.pin_factory: ... cannot load): check-config, and diag's
+    config row, say so first. RPi.GPIO is no dependency of gate-reader: never in its environment."""
+    config = tmp_path / "gate.toml"
+    config.write_text('[gate]\nid = "g"\n[cache]\npath = "c.db"\n[door]\npin_factory = "rpigpio"\n')
+    code, out, _err = run("check-config", "--config", config)
+    assert code == 1, out
+    assert out.splitlines()[0].startswith("error: door.pin_factory: pin factory 'rpigpio' cannot load in this "
+                                          "environment (No module named 'RPi')")
+    assert out.splitlines()[-1] == f"{config}: 1 error, 0 warnings: the gate would NOT start"
+    code, out, _err = run("diag", "selftest", "--config", config, "--json")
+    (row,) = [r for r in json.loads(out) if r["check"] == "config"]
+    assert code == 1 and row["status"] == "FAIL" and "door.pin_factory" in row["summary"]
+
+
 def test_check_config_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     code, out, err = run("check-config", "--config", tmp_path / "none.toml")
     assert code == 2 and out == "" and "none.toml" in err

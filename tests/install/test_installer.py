@@ -16,12 +16,14 @@ import pytest
 from tests.install.trees import (
     CMDLINE_TXT,
     CONFIG_TXT,
+    PIN_FACTORY,
     REPO,
     SITE_CONFIG,
     Tree,
     make_boot,
     replace_text,
     run_install,
+    tools_missing,
     tree_sum,
 )
 
@@ -60,6 +62,7 @@ def test_files_land_where_they_belong_with_their_modes(installed: Tree) -> None:
         "/opt/gate-reader/scripts/install_files.sh": (0o644, 0, 0),
         "/opt/gate-reader/scripts/install_site.py": (0o644, 0, 0),
         "/opt/gate-reader/scripts/install_bootfiles.py": (0o644, 0, 0),
+        "/opt/gate-reader/scripts/install_wheels.py": (0o644, 0, 0),
         "/opt/gate-reader/docs/install-guide.md": (0o644, 0, 0),
         **{f"/usr/local/lib/systemd/system/{unit}": (0o644, 0, 0) for unit in GATE_UNITS},
     }
@@ -98,6 +101,8 @@ def test_production_environment_has_the_program_and_no_test_tools(installed: Tre
                             capture_output=True, text=True, timeout=60, check=True).stdout.lower()
     names = {line.split("==")[0] for line in listed.splitlines()}
     assert "gate-reader" in names and "nfcpy" in names and "opencv-python-headless" in names
+    # the metrics extra, always: a config that sets [metrics] listen later finds it there
+    assert "prometheus-client" in names or "prometheus_client" in names
     assert names.isdisjoint(TEST_TOOLS)
     # a real install, not an editable link back into the source tree
     assert not list((venv / "lib").glob("python3*/site-packages/__editable__*"))
@@ -203,8 +208,8 @@ def test_upgrade_from_a_wheel_directory_keeps_config_keys_cache_and_journal(clon
     stale.mkdir()
     newer = _source_copy(tmp_path / "newer")
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", str(newer),
-                    "-w", str(wheels)], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                    f"{newer}[metrics]", "-w", str(wheels)], check=True, capture_output=True, timeout=600)
     result = run_install(cloned.root, "--wheels", wheels, src=newer)
     new = cloned.path("/opt/gate-reader/.venv").readlink()
     assert new != old and "building the environment" in result.stdout
@@ -266,6 +271,99 @@ def test_bad_input_stops_the_installer_before_any_change(cloned: Tree, change, m
     assert tree_sum(cloned.root) == before
 
 
+def _edit_config(tree: Tree, old: str, new: str) -> None:
+    assert old in SITE_CONFIG
+    replace_text(tree.path("/etc/gate-reader/gate-reader.toml"), SITE_CONFIG.replace(old, new))
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("relay = { pin = 17, active_high = true }", "relay = { pin = 17, active_high = true }\ngreen_led = { pin = 99 }",
+     "door.green_led.pin: 99 is not a GPIO number"),
+    ('driver = "scanner"', 'driver = "barcode"', "readers[2].driver"),
+    ('metadata_url = "https://pki.example.gov/gatepass/metadata/"', 'metadata_url = "pki.example.gov/metadata"',
+     "sync.metadata_url: must be an http(s) URL"),
+    ('device = "/dev/video0"', 'device = "/dev/video0"\nfocus = "sharp"', "readers[3].focus: unknown key"),
+    ('pin_factory = "', 'pin_factory = "rpigpio"\n# was "', "door.pin_factory: pin factory 'rpigpio' cannot load"),
+], ids=["wrong-pin", "unknown-driver", "bad-url", "unknown-driver-key", "pin-factory-not-here"])
+def test_a_config_the_gate_would_refuse_stops_the_install_with_nothing_half_started(
+        cloned: Tree, old: str, new: str, key: str) -> None:
+    """The installed gate's config edited wrong, then the installer run (an upgrade, a re-run):
+    it stops with the key path, and nothing changed: the running version, its units, its enable
+    links and the config stay, so the daemon goes on running what it ran."""
+    _edit_config(cloned, old, new)
+    before = tree_sum(cloned.root)
+    result = run_install(cloned.root, check=False)
+    assert result.returncode == 2 and key in result.stdout + result.stderr, result.stdout + result.stderr
+    assert tree_sum(cloned.root) == before
+    assert "nothing was installed or started" in result.stderr or "readers[2].driver" in result.stderr
+
+
+def test_a_config_with_a_metrics_endpoint_installs_and_the_daemon_would_start(cloned: Tree) -> None:
+    """[metrics] listen needs prometheus-client: the environment always has it, so the new
+    program's check-config (the daemon's own start check) passes, and the drop-in opens loopback."""
+    _edit_config(cloned, "[door]", '[metrics]\nlisten = "127.0.0.1:9101"\n\n[door]')
+    result = run_install(cloned.root)
+    assert "install: check-config: error" not in result.stdout
+    assert "0 errors" in result.stdout and "environment" in result.stdout and "is current" in result.stdout
+    dropin = cloned.path("/etc/systemd/system/gate-reader.service.d/50-site.conf").read_text()
+    assert "\nRestrictAddressFamilies=AF_INET AF_INET6\nIPAddressAllow=localhost\n" in dropin
+
+
+def test_a_first_install_with_a_refused_config_leaves_only_the_built_environment(tmp_path: Path) -> None:
+    """Nothing half-started on a first install either: no user, config, unit, enable link, udev
+    rule or boot setting; only the new environment, complete, so the next run does not build it
+    again (it is built first because the version about to run checks the config)."""
+    if tools_missing():
+        pytest.skip(tools_missing())
+    root = tmp_path / "root"
+    make_boot(root)
+    site_toml = tmp_path / "site.toml"
+    site_toml.write_text(SITE_CONFIG.replace('metadata_url = "https://pki.example.gov/gatepass/metadata/"',
+                                             'metadata_url = "ftp://pki.example.gov/metadata/"'))
+    boot_before = tree_sum(root)
+    result = run_install(root, "--config", site_toml, check=False)
+    assert result.returncode == 2 and "install: check-config: error: sync.metadata_url" in result.stdout
+    assert "nothing was installed or started" in result.stderr
+    left = {p for p in tree_sum(root) if not p.startswith("opt/gate-reader/venvs/")}
+    assert left == set(boot_before) | {"opt", "opt/gate-reader", "opt/gate-reader/venvs"}
+    assert {k: v for k, v in tree_sum(root).items() if k in boot_before} == boot_before
+    (venv,) = root.joinpath("opt/gate-reader/venvs").iterdir()
+    assert (venv / ".gate-reader-complete").is_file()
+    # fixed, the next run uses that environment and installs
+    site_toml.write_text(SITE_CONFIG)
+    result = run_install(root, "--config", site_toml)
+    assert "building the environment" not in result.stdout
+    assert root.joinpath("etc/systemd/system/multi-user.target.wants/gate-reader.service").is_symlink()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _fake_wheel(path: Path, requires: list[str]) -> None:
+    import zipfile
+
+    metadata = "Metadata-Version: 2.1\nName: gate-reader\nVersion: 0.1.0\n" + "".join(
+        f"Requires-Dist: {line}\n" for line in requires)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("gate_reader-0.1.0.dist-info/METADATA", metadata)
+
+
+def test_a_wheel_directory_without_the_metrics_wheel_is_refused_before_any_change(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_boot(root)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(wheels / "gate_reader-0.1.0-py3-none-any.whl",
+                ["cbor2>=6.3", 'prometheus-client>=0.17; extra == "metrics"', 'pytest>=8; extra == "test"'])
+    (wheels / "cbor2-6.3.0-py3-none-any.whl").write_bytes(b"zip")
+    site_toml = tmp_path / "site.toml"
+    site_toml.write_text(SITE_CONFIG)
+    before = tree_sum(root)
+    result = run_install(root, "--config", site_toml, "--wheels", wheels, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "no wheel for prometheus-client, which gate-reader[metrics] needs" in result.stderr
+    assert "pip wheel '.[metrics]' -w DIR" in result.stderr
+    assert tree_sum(root) == before
+
+
 def test_bad_arguments_stop_a_fresh_install_before_any_change(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_boot(root)
@@ -286,9 +384,24 @@ def test_bad_arguments_stop_a_fresh_install_before_any_change(tmp_path: Path) ->
 def test_a_pi_without_config_txt_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    result = run_install(root, check=False)
+    site_toml = tmp_path / "site.toml"
+    site_toml.write_text(SITE_CONFIG.replace(f'pin_factory = "{PIN_FACTORY}"', 'pin_factory = "lgpio"'))
+    result = run_install(root, "--config", site_toml, check=False)
     assert result.returncode == 2 and "config.txt" in result.stderr and "relay" in result.stderr
     assert list(root.iterdir()) == []
+
+
+def test_a_config_without_a_door_is_refused_before_any_change(tmp_path: Path) -> None:
+    """The example config (what a first install without --config would use) has [door] commented
+    out: check-config passes it (the one-shot jobs need no door), but the daemon the installer
+    enables and starts would refuse to start: half-started. Refused first, naming the key."""
+    root = tmp_path / "root"
+    make_boot(root)
+    before = tree_sum(root)
+    result = run_install(root, check=False)
+    assert result.returncode == 2 and "gate-reader.example.toml: door: missing" in result.stderr
+    assert "--config SITE.toml" in result.stderr
+    assert tree_sum(root) == before
 
 
 @pytest.mark.parametrize(("model", "device", "warned"), [

@@ -7,7 +7,9 @@ only builds a new one or removes an old one).
 
 The site config of the session's gate is chosen to be unlike the defaults: a maglock
 (fail_safe) on an active-high board, so the relay's boot level is ``dh``; a sync period of
-60 s; one reader of each kind, one of them on the header UART.
+60 s; the door on lgpio where this machine has it (PIN_FACTORY); one reader of each kind, one
+of them on the header UART. It is a config the gate would start with (`gate-reader
+check-config` finds no error): the installer checks that first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ SITE_CONFIG = """\
 [gate]
 id = "test-gate-1"
 
+[cache]
+path = "/var/lib/gate-reader/cache.db"
+
 [sync]
 metadata_url = "https://pki.example.gov/gatepass/metadata/"
 targets_url = "https://pki.example.gov/gatepass/targets/"
@@ -42,21 +47,32 @@ lock_type = "fail_safe"
 relay = { pin = 17, active_high = true }
 
 [[readers]]
+name = "usb-nfc"
 driver = "nfc"
 device = "usb:072f:2200"
 
 [[readers]]
+name = "uart-nfc"
 driver = "nfc"
 device = "tty:serial0:pn532"
 
 [[readers]]
+name = "scanner"
 driver = "scanner"
 device = "/dev/gate/scanner-0c2e-0b61"
 
 [[readers]]
+name = "camera"
 driver = "camera"
 device = "/dev/video0"
 """
+
+# The pin factory the gate's environment can load on this machine: lgpio where its wheel exists
+# (64-bit Linux ARM, Python 3.11/3.12: pyproject's marker, the same for this test environment
+# and the one the installer builds), mock elsewhere. The installer refuses a config whose daemon
+# could not start (check-config), so a test machine without lgpio installs a mock door.
+PIN_FACTORY = "lgpio" if importlib.util.find_spec("lgpio") is not None else "mock"
+SITE_CONFIG = SITE_CONFIG.replace('pin_factory = "lgpio"', f'pin_factory = "{PIN_FACTORY}"')
 
 # TUF root metadata as python-tuf writes it (the installer checks its shape, not its keys).
 ROOT_JSON = '{"signatures": [{"keyid": "ab", "sig": "cd"}], "signed": {"_type": "root", "version": 1}}\n'
@@ -156,4 +172,5 @@ def _load(name: str) -> ModuleType:
 
 
 _load("install_bootfiles")
+_load("install_wheels")
 site = _load("install_site")

@@ -143,12 +143,18 @@ class SimHardware:
 
     def wiegand_later(self, pins: tuple[int, int] = WIEGAND_PINS, bad_parity: bool = False) -> Callable[[], None]:
         """An ``on_ready`` that shows an H10301 card (facility 90, card 324) to the reader."""
-        from drivers.wiegand import FORMATS, pulse_frame
+        from drivers.wiegand import DEFAULT_FRAME_GAP_S, FORMATS, frame_went_out, pulse_frame
 
         bits = list(FORMATS["H10301"].encode([90, 324]))
         if bad_parity:
             bits[0] ^= 1
-        return self._later(lambda: pulse_frame(self.factory.pin(pins[0]), self.factory.pin(pins[1]), bits))
+
+        def swipe() -> None:  # again (up to 5 times) when a thread switch stretched or cut the frame
+            for _ in range(5):
+                if frame_went_out(pulse_frame(self.factory.pin(pins[0]), self.factory.pin(pins[1]), bits)):
+                    return
+                time.sleep(2 * DEFAULT_FRAME_GAP_S)
+        return self._later(swipe)
 
     def close(self) -> None:
         for thread in self._threads:

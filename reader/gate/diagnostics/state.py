@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from offline_cache.errors import CacheError
+from offline_cache.errors import CacheError, CacheUnusable
 from reader.gate.cache import open_readonly
 from reader.gate.clock import gate_clock
 from reader.gate.config import Config
@@ -69,8 +69,12 @@ def check_clock(config: Config, *, synchronised: bool | None, rtc: str | None, n
     try:
         with open_readonly(config) as store:
             floor = store.time_floor()
-    except CacheError:
+    except CacheUnusable:
         pass  # no cache yet: no floor, the clock cannot be below it
+    except CacheError as exc:  # a floor that cannot be read (damaged, locked): not "no floor", which trusts the clock
+        return failed("clock", "the time floor cannot be read", f"{exc}",
+                      "follow the recovery above, then run this check again", system_time=iso_time(now),
+                      synchronised=synchronised, rtc=rtc or "none")
     trusted = gate_clock(now, floor, config.policy.skew_s).trusted
     values = {"system_time": iso_time(now), "synchronised": synchronised, "rtc": rtc or "none",
               "time_floor": iso_time(floor), "trusted": trusted}
