@@ -143,9 +143,11 @@ preflight() {
     declare -gA SITE=()
     local key value
     while IFS='=' read -r key value; do SITE[$key]=$value; done < "$WORK/summary"
-    # check-config passes a config without [door] (the one-shot jobs need none), but the daemon
-    # this installs and starts refuses to start without one, and the relay's power-on level comes
-    # from it: refused here, before anything changes (the example config has [door] commented out).
+    # The daemon this installs and starts refuses to start without [door] (check-config says so
+    # too, but only once the environment is built), and the relay's power-on level comes from it:
+    # refused here, before anything changes. The example config has [door] commented out on
+    # purpose: a default relay polarity that is wrong for the site's board would hold its door
+    # released, so the site states its own.
     [ "${SITE[door]}" = 1 ] || die "${CONFIG_SOURCE#"$ROOT"}: door: missing: the gate's daemon (gate-reader run) does not start without a [door] table (the pins it drives), and the relay's power-on level is set from it; give --config SITE.toml with one (the example config's [door] section, uncommented and set)" 2
 
     TAG=$(helper tag "$SRC" --extras "$EXTRAS" ${WHEELS:+--wheels "$WHEELS"}) || exit 2

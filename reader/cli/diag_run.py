@@ -209,4 +209,4 @@ def _pin_factory(name: str) -> Any:
 def check_gate_config(path: Path) -> ConfigCheck:
     from reader.cli.ops import check_gate_config as check
 
-    return check(path)
+    return check(path, require_door=False)  # diag serves a door-less gate too (sync, clock, readers)

@@ -63,16 +63,19 @@ def reader_check(reader: ReaderConfig, gate_id: str) -> None:
         factory.close()
 
 
-def start_findings(config: Config) -> list[Finding]:
+def start_findings(config: Config, *, require_door: bool = True) -> list[Finding]:
     """What ``run`` refuses at its start beyond the config's keys and values, checked without
-    opening anything: the [door] pin factory's library must import in this environment (lgpio
+    opening anything: a config without [door]; the [door] pin factory's library must import in this environment (lgpio
     has wheels for 64-bit Pi OS on Python 3.11 and 3.12 only: on another Python, or another
     machine, the daemon stops with ``door.pin_factory: ... cannot load``). Starting the factory
     (claiming the GPIO chip) is left to ``run`` and ``diag``: it would take the pins."""
     from drivers.pins import PIN_FACTORIES
 
-    if config.door is None:
-        return []
+    if config.door is None:  # the daemon's first refusal (reader.daemon.daemon), in its words
+        if not require_door:
+            return []
+        return [Finding("error", "door", "door: gate-reader run needs a [door] table (the pins it drives; "
+                        '[door] pin_factory = "mock" for a simulated door)')]
     name = config.door.pin_factory
     module = PIN_FACTORIES.get(name, "").partition(":")[0]
     if not module:
@@ -87,14 +90,15 @@ def start_findings(config: Config) -> list[Finding]:
     return []
 
 
-def check_gate_config(path: Path) -> ConfigCheck:
+def check_gate_config(path: Path, *, require_door: bool = True) -> ConfigCheck:
     """check-config's whole result: the config reader's findings, each reader's driver keys as
     the daemon builds them (:func:`reader_check`), and :func:`start_findings`; so that it
-    refuses what ``run`` refuses. diag's ``config`` row is the same."""
+    refuses what ``run`` refuses. diag's ``config`` row is the same, except that diag also
+    serves a gate without a door (sync, clock, cache, the readers): ``require_door=False``."""
     from reader.gate.config_check import check_config
 
     result = check_config(path, reader_check)
-    extra = [] if result.config is None else start_findings(result.config)
+    extra = [] if result.config is None else start_findings(result.config, require_door=require_door)
     if not extra:
         return result
     findings = (*[f for f in result.findings if f.level == "error"], *extra,

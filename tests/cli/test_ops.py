@@ -52,6 +52,21 @@ def test_check_config_refuses_a_pin_factory_this_environment_cannot_load(tmp_pat
     assert code == 1 and row["status"] == "FAIL" and "door.pin_factory" in row["summary"]
 
 
+def test_check_config_refuses_what_run_refuses_a_config_without_a_door(tmp_path: Path) -> None:
+    """run stops at once without [door]; check-config said "would start". diag still serves such
+    a gate (its sync, clock and cache rows need no door)."""
+    config = tmp_path / "gate.toml"
+    config.write_text('[gate]\nid = "g"\n[cache]\npath = "c.db"\n')
+    code, out, _err = run("check-config", "--config", config)
+    assert code == 1, out
+    assert out.splitlines() == [
+        'error: door: gate-reader run needs a [door] table (the pins it drives; [door] pin_factory = "mock" for a '
+        'simulated door)', f"{config}: 1 error, 0 warnings: the gate would NOT start"]
+    code, out, _err = run("diag", "selftest", "--config", config, "--json")
+    (row,) = [r for r in json.loads(out) if r["check"] == "config"]
+    assert row["status"] == "PASS", row
+
+
 def test_check_config_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     code, out, err = run("check-config", "--config", tmp_path / "none.toml")
     assert code == 2 and out == "" and "none.toml" in err
