@@ -17,6 +17,10 @@ Two kinds of failure, kept apart (issue 8, item 2):
   so a good revocation published beside a bad list still reaches the gate, and names each
   ignored one with why (in its report, and in the store for ``gate-reader status``, which
   lists them as problems).
+
+The centre's policy for the gate's group (``policy/<group>.toml``) follows the same rules,
+with one more: TUF's signed targets.json makes its absence authenticated, so a successful
+sync that does not find it listed (or a gate with no group) drops the one held (issue 10).
 """
 
 from __future__ import annotations

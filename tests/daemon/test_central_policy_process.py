@@ -5,6 +5,7 @@ its own config's policy within a second, without a restart."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -43,6 +44,42 @@ def test_a_central_policy_withdrawn_by_the_centre_stops_applying_in_a_running_da
         assert gate.status()["policy_problem"] is None
         scanner.scan(Employee(centre, 4).qr())
         assert gate.wait_decisions(2)[-1] == ("scan", "grant", "granted"), f"reloaded {took:.2f} s after the sync"
+        assert gate.stop() == 0
+    finally:
+        gate.kill()
+        scanner.unplug()
+
+
+def test_a_central_policy_of_the_old_group_is_not_applied_after_sighup_and_status_says_why(
+        centre: Centre, tmp_path: Path) -> None:
+    """[gate] group changed in the config, SIGHUP: the held policy is another group's, so the
+    daemon applies its own config's policy and ``gate-reader status`` names the problem; a
+    sync for the new group (which publishes none) then drops the held one and the problem."""
+    config: Path = centre.config  # type: ignore[attr-defined]
+    config.write_text(config.read_text().replace("[gate]\n", '[gate]\ngroup = "hq"\n', 1))
+    policy = tmp_path / "policy" / "hq.toml"
+    policy.parent.mkdir()
+    policy.write_bytes(b'[readers.scan]\nkinds = ["nfc"]\n')
+    ok("authority", "publish", "--repo", centre.repo, "--policy", policy)
+    ok("sync", "--config", config, "--no-upload")
+    port = free_udp_port()
+    scanner = Scanner(tmp_path / "scanner")
+    gate = SimGate(tmp_path, gate_text(centre, tmp_path, port))
+    try:
+        gate.start()
+        assert wait_for(lambda: scanner_up(gate), 10.0)
+        assert gate.status()["policy_origin"] == "central policy/hq.toml over local"
+        gate.config.write_text(gate.config.read_text().replace('group = "hq"', 'group = "lobby"', 1))
+        gate.send(signal.SIGHUP)
+        assert wait_for(lambda: gate.status()["policy_origin"] == "local", 5.0, 0.02), gate.status()
+        done = gate.gate_reader("status", "--config", str(gate.config))
+        assert ("policy: the stored central policy is policy/hq.toml, but the gate's group 'lobby' uses "
+                "policy/lobby.toml") in done.stdout, done.stdout + done.stderr
+        scanner.scan(Employee(centre, 5).qr())
+        assert gate.wait_decisions(1) == [("scan", "grant", "granted")]
+        done = gate.gate_reader("sync", "--config", str(gate.config), "--no-upload")
+        assert done.returncode == 0 and "central policy/hq.toml withdrawn" in done.stderr, done.stderr
+        assert wait_for(lambda: gate.status()["policy_problem"] is None, 2.0, 0.02), gate.status()
         assert gate.stop() == 0
     finally:
         gate.kill()
