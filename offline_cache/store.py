@@ -38,6 +38,14 @@ LEGACY_URI = "legacy"
 TRUST_NAME = "issuers"
 TUF_ROLES = ("root", "timestamp", "snapshot", "targets")
 _TOKEN_COLUMNS = "uri, iat, exp, raw, sha256, stored_at"
+#: the meta key under which a sync stores the centre's policy for the gate's group
+CENTRAL_POLICY_KEY = "central_policy"
+
+
+def policy_target(group: str) -> str:
+    """The TUF target path of a gate group's policy (here, not in offline_cache.sync, so the
+    daemon, which checks a held policy's target, does not import the TUF client)."""
+    return f"policy/{group}.toml"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,14 @@ class StoredToken:
     raw: bytes
     sha256: str  # hex of SHA-256(raw)
     stored_at: float  # the ``at`` of the sync that wrote it
+
+
+@dataclass(frozen=True)
+class PolicyWithdrawn:
+    """The centre publishes no policy for the gate's current group (its verified targets.json
+    does not list it, or the gate has no group): the held one, if any, is dropped."""
+
+    why: str  # one line for the log: "policy/hq.toml is not published", "[gate] names no group"
 
 
 @dataclass(frozen=True)
@@ -68,9 +84,10 @@ class SyncUpdate:
     time_floor: float | None
     at: float
     ignored: Sequence[tuple[str, str]] = ()
-    # The centre's policy for the gate's group, verified by the caller: (target, bytes);
-    # None means "no change" (the held one stays, as a list not offered does).
-    policy: tuple[str, bytes] | None = None
+    # The centre's policy for the gate's group, as the caller decided it: (target, bytes)
+    # replaces the held one; PolicyWithdrawn drops it; None keeps it (a bad publish, whose
+    # target is named in ``ignored``, must not strip a gate's rules).
+    policy: tuple[str, bytes] | PolicyWithdrawn | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class ApplyResult:
     unchanged: list[str]  # uris offered but kept as held (same bytes, or same iat)
     trust_changed: bool
     generation: int
+    policy_withdrawn: str | None = None  # the target of the central policy dropped ("?" when unreadable)
 
 
 def _sha256(data: bytes) -> str:
@@ -343,15 +361,7 @@ class Store:
                         (TRUST_NAME, pem, sha, at),
                     )
                     trust_changed = True
-            policy_written: str | None = None
-            if update.policy is not None:
-                target, raw = update.policy
-                held = _json_meta(conn, "central_policy", None)
-                if not isinstance(held, dict) or held.get("sha256") != _sha256(bytes(raw)):
-                    value = {"target": str(target), "sha256": _sha256(bytes(raw)),
-                             "toml": bytes(raw).decode("utf-8"), "stored_at": at}
-                    _set_meta(conn, "central_policy", json.dumps(value, ensure_ascii=False))
-                    policy_written = str(target)
+            policy_written, policy_withdrawn = self._apply_policy(conn, update.policy, at)
             if update.time_floor is not None:
                 self._raise_floor(conn, _finite(update.time_floor, "time_floor"), "sync")
             generation = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
@@ -362,7 +372,7 @@ class Store:
                 log.warning("cache %s: meta.generation held %s, not a counter: set to %d", self.path,
                             _shown(generation), int(at))
                 generation = int(at) - 1
-            if plan or trust_changed or policy_written or repaired:
+            if plan or trust_changed or policy_written or policy_withdrawn or repaired:
                 generation += 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
             ignored = [{"target": str(target), "reason": str(reason)} for target, reason in update.ignored]
@@ -377,9 +387,36 @@ class Store:
         written = [uri for _table, uri, *_rest in plan]
         if policy_written is not None:
             written.append(policy_written)
+        if policy_withdrawn is not None and isinstance(update.policy, PolicyWithdrawn):
+            log.warning("cache %s: generation %s: central %s withdrawn (%s): the gate's own policy applies",
+                        self.path, generation, policy_withdrawn, update.policy.why)
         if written or trust_changed:
             log.info("cache %s: generation %s: wrote %s, trust %s", self.path, generation, written, trust_changed)
-        return ApplyResult(written, unchanged, trust_changed, generation)
+        return ApplyResult(written, unchanged, trust_changed, generation, policy_withdrawn)
+
+    @staticmethod
+    def _apply_policy(conn: sqlite3.Connection, policy: tuple[str, bytes] | PolicyWithdrawn | None,
+                      at: float) -> tuple[str | None, str | None]:
+        """The central policy's part of :meth:`apply_sync`, inside its transaction: (the target
+        written, the target withdrawn), None where nothing changed."""
+        if policy is None:
+            return None, None
+        held = _json_meta(conn, CENTRAL_POLICY_KEY, None)
+        if isinstance(policy, PolicyWithdrawn):
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (CENTRAL_POLICY_KEY,)).fetchone()
+            if row is None or row[0] is None:
+                return None, None
+            # A damaged value is dropped too (nothing of it could apply): named "?" then.
+            target = held.get("target") if isinstance(held, dict) else None
+            conn.execute("DELETE FROM meta WHERE key = ?", (CENTRAL_POLICY_KEY,))
+            return None, target if isinstance(target, str) else "?"
+        target, raw = policy
+        raw = bytes(raw)
+        if isinstance(held, dict) and held.get("sha256") == _sha256(raw) and held.get("target") == str(target):
+            return None, None
+        value = {"target": str(target), "sha256": _sha256(raw), "toml": raw.decode("utf-8"), "stored_at": at}
+        _set_meta(conn, CENTRAL_POLICY_KEY, json.dumps(value, ensure_ascii=False))
+        return str(target), None
 
     @staticmethod
     def _newest_per_uri(

@@ -177,11 +177,6 @@ class _DeadlineFetcher(Urllib3Fetcher):
             response.release_conn()
 
 
-def policy_target(group: str) -> str:
-    """The target path of a gate group's policy."""
-    return f"policy/{group}.toml"
-
-
 def _wanted(path: str, policy: str | None = None) -> bool:
     """The targets a gate uses (spec section 5, and its group's policy when it names one);
     anything else in targets.json is ignored."""

@@ -74,7 +74,7 @@ def add_actions(actions: Any, action: Any, load_issuer: Any) -> None:
         "no two lists may share a uri, and a list replacing a published one (same uri) needs a newer iat "
         "and must keep every revoked entry; a policy must parse as a gate parses it (TOML, known keys, "
         "schedules, at most 64 KiB), or nothing is published. An empty GROUP.toml hands every rule back to "
-        "the gates' own config (--remove policy/GROUP.toml withdraws the target; gates keep the one they hold).",
+        "the gates' own config, as --remove policy/GROUP.toml does (the gates drop it at their next sync).",
         "gate-reader authority publish --repo repo --init --trust keys/issuer.pem --status s1.cwt --policy hq.toml",
     )
     p.add_argument("--repo", required=True, metavar="DIR", help="the repository folder")
@@ -221,9 +221,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             if target not in contents:
                 raise AuthorityError(f"--remove {target}: not published (published: {', '.join(contents) or 'none'})")
             if target.startswith("policy/") and contents[target].strip():
-                # A gate stores the policy it fetched and keeps it while none is published.
-                a.note(f"note: {target} withdrawn, but gates that hold it keep applying it: publish an empty "
-                       f"{target.removeprefix('policy/')} first to hand their rules back to their own config")
+                # The signed targets.json no longer lists it: a gate's next sync drops the one it holds.
+                group = target.removeprefix("policy/").removesuffix(".toml")
+                a.note(f"note: {target} withdrawn: the gates of group {group!r} drop it at their next sync and "
+                       "apply their own config's policy")
         new_trust = trust_of({k: v for k, v in staged.items() if v is not None}, None)
         # The published lists, as a gate holding the old or the new bundle verified them.
         before = gate_view(contents, TrustStore([*trust_of(contents, None), *new_trust]), None)

@@ -179,7 +179,7 @@ class Daemon:
 
     def _reload_policy(self) -> None:
         assert self.pipeline is not None
-        site = None
+        site, group = None, self.config.gate.group
         if self.config.source is not None:
             try:
                 fresh = load_config(self.config.source)
@@ -192,8 +192,8 @@ class Daemon:
                         or fresh.door != self.config.door:
                     log.warning("SIGHUP: readers or [door] changed in the config; that needs a restart "
                                 "(only the policy is reloaded)")
-                site = fresh.site
-        self.pipeline.request("reload", site=site)
+                site, group = fresh.site, fresh.gate.group  # the centre's policy applies for the group named now
+        self.pipeline.request("reload", site=site, group=group)
 
     # -- stop ----------------------------------------------------------------------------------
 

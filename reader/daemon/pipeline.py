@@ -136,7 +136,8 @@ class Pipeline:
         self._last_ping = -1e18
         self.counts = {"grant": 0, "deny": 0, "dropped": 0, "journal_failures": 0}
         self.metrics = DecisionMetrics(reader.name for reader in config.readers)  # the metrics textfile's
-        self.apply_site(site_with_central(store, config.site))
+        self.group = config.gate.group  # whose central policy applies; SIGHUP may change it
+        self.apply_site(site_with_central(store, config.site, self.group))
 
     # -- feeding the worker (any thread) ------------------------------------------------
 
@@ -244,7 +245,7 @@ class Pipeline:
         self.state = state
         if changed:
             self.decider = gate_decider(self.config, state)
-            self.apply_site(site_with_central(self.store, self.local_site))
+            self.apply_site(site_with_central(self.store, self.local_site, self.group))
             log.info("cache generation %s: new lists, trust or policy in use (policy: %s)", state.generation,
                      self.site.origin)
             for problem in state.problems:
@@ -377,7 +378,7 @@ class Pipeline:
             self.door.indicate(str(args["overlay"]))
             return {"indicated": args["overlay"]}
         if action == "reload":
-            self.reload(args.get("site"))
+            self.reload(args.get("site"), args.get("group", self.group))
             return {"policy_origin": self.site.origin}
         if action == "wedge":  # test hook (mock pins only): the worker stops turning
             time.sleep(float(args["seconds"]))
@@ -404,12 +405,14 @@ class Pipeline:
     def _show_lockdown(self) -> None:
         self.door.set_base(Indicators(red=self.machine.lockdown))
 
-    def reload(self, local: SitePolicy | None) -> None:
-        """SIGHUP: the local policy (when the config was read again) and the centre's."""
+    def reload(self, local: SitePolicy | None, group: str | None) -> None:
+        """SIGHUP: the local policy (when the config was read again), the gate's group as
+        the config now names it, and the centre's policy for that group."""
         if local is not None:
             self.local_site = local
             self.passback.reset_s = local.passback_reset_s
-        self.apply_site(site_with_central(self.store, self.local_site))
+        self.group = group
+        self.apply_site(site_with_central(self.store, self.local_site, self.group))
         log.info("policy reloaded: %s", self.site.origin)
 
     # -- health ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from offline_cache.store import Store
+from offline_cache.store import CENTRAL_POLICY_KEY, Store, policy_target
 from reader.errors import ConfigError
 from reader.gate.cache import read_cache
 from reader.gate.config import Config
@@ -112,20 +112,23 @@ def reload_if_changed(store: Store, state: GateState, fallback_trust: Path | Non
     return load_state(store, fallback_trust)
 
 
-#: the meta key under which a sync stores the centre's policy for the gate's group
-CENTRAL_POLICY_KEY = "central_policy"
-
-
-def site_with_central(store: Store, local: SitePolicy) -> tuple[SitePolicy, str | None]:
-    """The local policy with the centre's stored policy laid over it, and the problem when
-    the stored one cannot be used (then the local policy alone, and the problem says so).
-    Sync checked it against the local policy before storing it; this checks again, since
-    the local config may have changed since (a SIGHUP after an edit)."""
+def site_with_central(store: Store, local: SitePolicy, group: str | None) -> tuple[SitePolicy, str | None]:
+    """The local policy with the centre's stored policy for ``group`` (the gate's current
+    ``[gate] group``) laid over it, and the problem when the stored one cannot be used (then
+    the local policy alone, and the problem says so). Sync checked it against the local
+    policy before storing it; this checks again, since the local config may have changed
+    since (a SIGHUP after an edit), the group with it: a policy held for another group, or
+    held while the gate names none, never applies (the next sync replaces or drops it)."""
     held = store.get_json(CENTRAL_POLICY_KEY)
     if held is None:
         return local, None
     if not isinstance(held, dict) or not isinstance(held.get("toml"), str) or not isinstance(held.get("target"), str):
         return local, "the stored central policy is unreadable; the local policy applies"
+    wanted = None if group is None else policy_target(group)
+    if held["target"] != wanted:
+        for_gate = "the gate names no [gate] group" if wanted is None else f"the gate's group {group!r} uses {wanted}"
+        return local, (f"the stored central policy is {held['target']}, but {for_gate}: not applied, the local "
+                       "policy applies until the next sync replaces or drops it")
     try:
         tables = parse_policy_toml(held["toml"].encode("utf-8"), where=f"central {held['target']}")
         return merge(local, tables), None

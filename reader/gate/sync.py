@@ -17,6 +17,10 @@ Two kinds of failure, kept apart (issue 8, item 2):
   so a good revocation published beside a bad list still reaches the gate, and names each
   ignored one with why (in its report, and in the store for ``gate-reader status``, which
   lists them as problems).
+
+The centre's policy for the gate's group (``policy/<group>.toml``) follows the same rules,
+with one more: TUF's signed targets.json makes its absence authenticated, so a successful
+sync that does not find it listed (or a gate with no group) drops the one held (issue 10).
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline_cache.errors import RollbackRefused, SyncError
-from offline_cache.store import Store, StoredToken, SyncUpdate
-from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets, policy_target
+from offline_cache.store import CENTRAL_POLICY_KEY, PolicyWithdrawn, Store, StoredToken, SyncUpdate, policy_target
+from offline_cache.sync import LEGACY_TARGET, TRUST_TARGET, FetchedTargets, fetch_targets
 from reader.errors import ConfigError
 from reader.gate.cache import open_cache
 from reader.gate.clock import gate_clock, system_clock_synchronised
@@ -56,6 +60,7 @@ class SyncReport:
     error: str | None = None
     seconds: float = 0.0
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (target, why), as spec 3 ignores them
+    withdrawn: str | None = None  # the central policy target this sync dropped (the centre withdrew it)
 
 
 def _trust_from(pem: bytes, label: str) -> TrustStore:
@@ -83,13 +88,19 @@ def _against_held(iat: float, raw: bytes, held: StoredToken | None) -> str | Non
     return None
 
 
-def _central_policy(fetched: FetchedTargets, target: str | None, site: SitePolicy | None,
-                    ignored: list[tuple[str, str]]) -> tuple[str, bytes] | None:
-    """The centre's policy for the gate's group, when fetched and good: it parses (bounded,
-    strict) and lays over the local policy as a whole. A bad one is ignored as a bad list
-    is: named, and the policy held stays."""
-    if target is None or fetched.policy is None:
-        return None
+def _central_policy(store: Store, fetched: FetchedTargets, target: str | None, site: SitePolicy | None,
+                    ignored: list[tuple[str, str]]) -> tuple[str, bytes] | PolicyWithdrawn | None:
+    """What this sync does to the held central policy: the centre's policy for the gate's
+    group, when fetched and good (it parses, bounded and strict, and lays over the local
+    policy as a whole); PolicyWithdrawn when the centre publishes none for the group (the
+    verified targets.json does not list it, so the absence is signed) or the gate has no
+    group; None (keep) when the one published is bad: it is ignored and named as a bad list
+    is, and a bad publish does not strip the gate's rules. A held policy of another group
+    (``[gate] group`` changed) is never kept: it could not apply."""
+    if target is None:
+        return PolicyWithdrawn("[gate] names no group")
+    if fetched.policy is None:  # fetch_targets asked for it: not in the verified targets.json
+        return PolicyWithdrawn(f"{target} is not in the repository's signed targets")
     try:
         tables = parse_policy_toml(fetched.policy, where=f"central {target}")
         if site is not None:
@@ -99,7 +110,10 @@ def _central_policy(fetched: FetchedTargets, target: str | None, site: SitePolic
                 log.info("central %s names readers this gate does not have: %s", target, ", ".join(unknown))
     except ValueError as exc:
         ignored.append((target, str(exc)))
-        return None
+        held = store.get_json(CENTRAL_POLICY_KEY)
+        if held is None or (isinstance(held, dict) and held.get("target") == target):
+            return None
+        return PolicyWithdrawn(f"it is not the gate group's, whose {target} is ignored")
     return target, fetched.policy
 
 
@@ -108,7 +122,8 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
     """Check every fetched target as the spec says. SyncError when the issuer certificates
     cannot be had (nothing can be checked then); a target that fails is left out and
     named in ``SyncUpdate.ignored``. ``policy`` is the gate group's policy target, checked
-    against the local ``site`` policy."""
+    against the local ``site`` policy; None means the gate has no group, and a policy held
+    is dropped (as it is when the repository does not publish ``policy``)."""
     ignored: list[tuple[str, str]] = []
     held_pem = store.trust_pem()
     new_pem = fetched.trust_pem
@@ -164,7 +179,7 @@ def verify_fetched(store: Store, fetched: FetchedTargets, now: float, skew_s: fl
                 legacy = (legacy_list.iat, legacy_list.exp, fetched.legacy)
             else:
                 ignored.append((LEGACY_TARGET, why))
-    central = _central_policy(fetched, policy, site, ignored)
+    central = _central_policy(store, fetched, policy, site, ignored)
     # Spec 6: the floor is the newest verified list iat, or now when the kernel says the
     # clock is synchronised. Ignored lists do not count: they were not accepted.
     candidates = [iat for _uri, iat, _exp, _raw in statuses]
@@ -219,6 +234,6 @@ def run_sync(config: Config, *, now: float | None = None) -> SyncReport:
         log.info("sync ok: downloaded %s, stored %s, ignored %s", fetched.downloaded or "nothing",
                  result.written or "nothing", [target for target, _why in update.ignored] or "nothing")  # fmt: skip
         return SyncReport(True, list(fetched.downloaded), list(result.written), dict(fetched.versions), None,
-                          time.monotonic() - started, list(update.ignored))  # fmt: skip
+                          time.monotonic() - started, list(update.ignored), result.policy_withdrawn)  # fmt: skip
     finally:
         store.close()

@@ -4,6 +4,7 @@ the gate that syncs it applying it; ``--remove`` withdrawing a target."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_a_policy_published_with_the_command_reaches_the_gate_and_applies(centre
     gate = load_config(config)
     assert gate.site.readers["cam"].schedule is None  # the local config names none
     with Store.open(gate.cache.path) as store:  # what the daemon lays over its local policy
-        site, problem = site_with_central(store, gate.site)
+        site, problem = site_with_central(store, gate.site, gate.gate.group)
     assert problem is None and site.origin == "central policy/hq.toml over local"
     assert site.readers["cam"].schedule == "day" and site.readers["cam"].kinds == frozenset({"qr"})
     assert site.lockdown_groups == frozenset({"security"})
@@ -65,20 +66,52 @@ def test_a_policy_published_with_the_command_reaches_the_gate_and_applies(centre
     ok("authority", "publish", "--repo", centre.repo, "--policy", _policy(tmp_path, b""))
     assert run("sync", "--config", config)[0] == 0
     with Store.open(gate.cache.path) as store:
-        site, problem = site_with_central(store, gate.site)
+        site, problem = site_with_central(store, gate.site, gate.gate.group)
     assert problem is None and site.readers["cam"] == gate.site.readers["cam"] and site.lockdown_groups == frozenset()
     # --remove withdraws the target from the repository (that one was empty: no note).
     code, out, err = run("authority", "publish", "--repo", centre.repo, "--remove", "policy/hq.toml")
     assert code == 0 and "policy/hq.toml" not in centre.contents() and "policy/hq.toml" not in out + err
 
 
-def test_removing_a_policy_says_that_gates_keep_the_one_they_hold(centre: Centre, tmp_path: Path) -> None:
-    """A gate keeps the policy it stored while none is published (the sync never drops it),
-    so withdrawing a policy that still has rules warns the operator what to publish instead."""
+def _applied(config: Path) -> tuple[str, str | None, int]:
+    """(the policy's origin, the problem, the generation) as a daemon started now would have them."""
+    gate = load_config(config)
+    with Store.open(gate.cache.path) as store:
+        site, problem = site_with_central(store, gate.site, gate.gate.group)
+        return site.origin, problem, store.generation()
+
+
+def test_a_withdrawn_central_policy_stops_applying_at_the_next_sync(
+        centre: Centre, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 10: the centre's --remove is signed (targets.json no longer lists the target),
+    so the gate's next successful sync drops the policy it holds, says which, and moves the
+    generation (a running daemon reloads on it); a failed sync in between changes nothing."""
+    config = _group_gate(centre)
     ok("authority", "publish", "--repo", centre.repo, "--policy", _policy(tmp_path, POLICY))
+    assert run("sync", "--config", config)[0] == 0
+    origin, problem, generation = _applied(config)
+    assert (origin, problem) == ("central policy/hq.toml over local", None)
     code, _out, err = run("authority", "publish", "--repo", centre.repo, "--remove", "policy/hq.toml")
     assert code == 0 and "policy/hq.toml" not in centre.contents()
-    assert "note: policy/hq.toml withdrawn, but gates that hold it keep applying it: publish an empty hq.toml" in err
+    assert ("note: policy/hq.toml withdrawn: the gates of group 'hq' drop it at their next sync and apply their "
+            "own config's policy") in err
+    # A sync that fails (here: the metadata URL answers 404) keeps what the gate holds.
+    broken = tmp_path / "broken.toml"
+    broken.write_text(config.read_text().replace(centre.server.metadata_url,  # type: ignore[attr-defined]
+                                                 centre.server.metadata_url + "gone/", 1))  # type: ignore[attr-defined]
+    assert run("sync", "--config", broken)[0] == 1
+    assert _applied(config) == ("central policy/hq.toml over local", None, generation)
+    caplog.set_level(logging.WARNING)
+    code, out, err = run("sync", "--config", config)
+    assert code == 0, out + err
+    assert _applied(config) == ("local", None, generation + 1)
+    said = [r.getMessage() for r in caplog.records if "withdrawn" in r.getMessage()]
+    assert len(said) == 1 and "central policy/hq.toml withdrawn (policy/hq.toml is not in the repository's " \
+        "signed targets)" in said[0], said
+    # Nothing left to drop: the next sync changes nothing and says nothing of it.
+    caplog.clear()
+    assert run("sync", "--config", config)[0] == 0
+    assert _applied(config)[2] == generation + 1 and not [r for r in caplog.records if "withdrawn" in r.getMessage()]
 
 
 @pytest.mark.parametrize(("text", "message"), [

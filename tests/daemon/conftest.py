@@ -16,7 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from drivers.base import Presentation
 from drivers.door import DoorIO
 from offline_cache.journal import Journal
-from offline_cache.store import Store, SyncUpdate
+from offline_cache.store import PolicyWithdrawn, Store, SyncUpdate
 from reader.daemon.pipeline import Pipeline
 from reader.gate.config import Config, parse_config
 from reader.gate.door_machine import DoorMachine
@@ -85,16 +85,17 @@ class Gate:
     def show(self, reader: str, payload: str, kind: str = "qr"):
         return self.pipeline.handle_presentation(Presentation(reader, kind, payload, time.monotonic()))  # type: ignore[arg-type]
 
-    def publish(self, revoked: tuple[int, ...] = (), policy: bytes | None = None) -> None:
+    def publish(self, revoked: tuple[int, ...] = (), policy: bytes | PolicyWithdrawn | None = None) -> None:
         """What a sync stores (as the sync process would: through its own connection):
-        the list with a newer iat each time, and the centre's policy when given."""
+        the list with a newer iat each time, and the centre's policy when given (or its
+        withdrawal)."""
         self.list_iat = int(self.clock.wall - 30) if self.list_iat is None else self.list_iat + 1
         token = build_status_list(self.issuer, uri=URI, size=64, values={i: 1 for i in revoked}, iat=self.list_iat)
         with Store.open(self.store.path) as other:
             other.apply_sync(SyncUpdate(
                 trust_pem=self.issuer.certificate_pem, status=[(URI, self.list_iat, None, token)], legacy=None,
                 tuf_versions={}, time_floor=None, at=self.clock.wall,
-                policy=None if policy is None else ("policy/hq.toml", policy)))
+                policy=policy if not isinstance(policy, bytes) else ("policy/hq.toml", policy)))
 
     @property
     def relay(self):

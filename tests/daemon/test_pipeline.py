@@ -13,6 +13,7 @@ from drivers.base import Presentation
 from drivers.door import InputEvent
 from drivers.pins import DEFAULT_PINS
 from offline_cache.errors import StoreError
+from offline_cache.store import PolicyWithdrawn
 from reader.daemon.pipeline import LOCKDOWN_KEY
 from tests.daemon.conftest import Gate, make_gate
 from tests.support.waiting import wait_until
@@ -181,6 +182,43 @@ def test_a_central_policy_synced_while_running_takes_effect_at_once(gate: Gate) 
     refused = gate.show("cam-a", code)
     assert (refused.reason, refused.detail) == ("not_authorized", "reader cam-a does not admit qr")
     assert gate.pipeline.health()["policy_origin"] == "central policy/hq.toml over local"
+
+
+def test_a_central_policy_withdrawn_while_running_stops_applying_at_once(gate: Gate) -> None:
+    """Issue 10: the sync that finds the policy no longer published drops it and moves the
+    generation; the worker's next turn is back on the local policy, no restart."""
+    code = gate.qr(gate.credential(groups=["staff"]))
+    gate.publish(policy=b'[readers.cam-a]\nkinds = ["nfc"]\n')
+    gate.pipeline.service()
+    assert gate.show("cam-a", code).reason == "not_authorized"
+    gate.publish(policy=PolicyWithdrawn("policy/hq.toml is not in the repository's signed targets"))
+    gate.pipeline.service()
+    assert gate.pipeline.site.origin == "local" and gate.pipeline.policy_problem is None
+    assert gate.show("cam-a", gate.qr(gate.credential(groups=["staff"]))).granted
+
+
+def test_a_central_policy_of_another_group_is_not_applied_after_a_reload_and_status_says_why(gate: Gate) -> None:
+    """SIGHUP after [gate] group was changed (or removed): the held hq policy no longer
+    applies; the local one does, and the problem reaches the health that status shows."""
+    from reader.gate.report import daemon_problems
+
+    gate.publish(policy=b'[readers.cam-a]\nkinds = ["nfc"]\n')
+    gate.pipeline.service()
+    assert gate.pipeline.site.origin == "central policy/hq.toml over local"
+    gate.pipeline.run_request("reload", {"site": gate.config.site, "group": "lobby"})
+    assert gate.pipeline.site.origin == "local"
+    assert gate.show("cam-a", gate.qr(gate.credential(groups=["staff"]))).granted
+    health = gate.pipeline.health()
+    why = "the stored central policy is policy/hq.toml, but the gate's group 'lobby' uses policy/lobby.toml"
+    assert why in health["policy_problem"]
+    assert [p for p in daemon_problems(gate.config, {**health, "stale": False}) if p.startswith("policy")] == [
+        f"policy: {health['policy_problem']}"]
+    gate.pipeline.run_request("reload", {"site": gate.config.site, "group": None})
+    assert "the gate names no [gate] group" in gate.pipeline.health()["policy_problem"]
+    # Back in hq (or a sync that replaced or dropped the held one): the problem clears.
+    gate.pipeline.run_request("reload", {"site": gate.config.site, "group": "hq"})
+    assert gate.pipeline.site.origin == "central policy/hq.toml over local"
+    assert gate.pipeline.health()["policy_problem"] is None
 
 
 def test_fire_holds_the_door_released_until_it_clears_whatever_a_grant_says(gate: Gate) -> None:

@@ -129,14 +129,14 @@ def test_a_bad_central_policy_is_ignored_and_named_and_a_good_one_stored(tmp_pat
             update = sync(raw)
             assert update.policy is None and target in dict(update.ignored) and why in dict(update.ignored)[target]
         store.apply_sync(update)
-        assert site_with_central(store, config.site) == (config.site, None)
+        assert site_with_central(store, config.site, config.gate.group) == (config.site, None)
         generation = store.generation()
         assert store.apply_sync(sync(good)).written == [target]
         assert store.generation() == generation + 1
-        site, problem = site_with_central(store, config.site)
+        site, problem = site_with_central(store, config.site, config.gate.group)
         assert problem is None and site.readers["cam"].schedule == "day"
         assert site.origin == f"central {target} over local"
         # A bad one later keeps the good one held; the same one again changes nothing.
         store.apply_sync(sync(b"readers = 1 = 2"))
         assert store.apply_sync(sync(good)).written == [] and store.generation() == generation + 1
-        assert site_with_central(store, config.site)[0].readers["cam"].schedule == "day"
+        assert site_with_central(store, config.site, config.gate.group)[0].readers["cam"].schedule == "day"
