@@ -12,19 +12,9 @@ import pytest
 from reader.gatepass.authority import Holder, Issuer, issue_credential
 from reader.gatepass.decide import Clock, CredentialCache, decide_text
 from reader.gatepass.statuslist import StatusLists
-from reader.gatepass.trust import TrustStore, anchors_from_pem
+from reader.gatepass.trust import TrustStore
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def trust(issuer: Issuer) -> TrustStore:
-    return TrustStore(anchors_from_pem(issuer.certificate_pem, "issuer"))
 
 
 def credential(issuer: Issuer, holder: Holder, sub: str = "E1", **claims) -> bytes:

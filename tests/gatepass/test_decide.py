@@ -38,18 +38,8 @@ URI = "https://status.example/1"
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer.generate("ES256")
-
-
-@pytest.fixture(scope="module")
 def holder() -> Holder:
     return Holder.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def trust(issuer: Issuer) -> TrustStore:
-    return TrustStore(anchors_from_pem(issuer.certificate_pem, "issuer"))
 
 
 def credential(issuer: Issuer, holder: Holder | None, **claims) -> bytes:

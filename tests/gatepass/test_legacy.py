@@ -9,7 +9,7 @@ from reader.gatepass.authority import Issuer, build_legacy_list
 from reader.gatepass.decide import Clock, Policy
 from reader.gatepass.legacy import LEGACY_LIST_TYP, card_key, decide_legacy, verify_legacy_token
 from reader.gatepass.statuslist import TokenRejected
-from reader.gatepass.trust import TrustStore, anchors_from_pem
+from reader.gatepass.trust import TrustStore
 
 NOW = 1_800_000_000
 ON = Policy(allow_legacy=True)
@@ -18,11 +18,6 @@ ON = Policy(allow_legacy=True)
 @pytest.fixture(scope="module")
 def issuer() -> Issuer:
     return Issuer.generate("EdDSA")
-
-
-@pytest.fixture(scope="module")
-def trust(issuer: Issuer) -> TrustStore:
-    return TrustStore(anchors_from_pem(issuer.certificate_pem, "issuer"))
 
 
 @pytest.fixture(scope="module")

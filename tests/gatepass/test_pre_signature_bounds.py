@@ -31,7 +31,7 @@ from reader.gatepass.cose import MAX_ENVELOPE_ITEMS, MAX_HEADER_ITEMS, sig_struc
 from reader.gatepass.decide import Clock, CredentialCache, Policy, decide_nfc, decide_text
 from reader.gatepass.envelope import base45_encode
 from reader.gatepass.statuslist import StatusLists
-from reader.gatepass.trust import TrustStore, anchors_from_pem
+from reader.gatepass.trust import TrustStore
 
 NOW = 1_800_000_000
 # Every unit of budget costs the budgeted decoder at most a few Python calls (an item, a
@@ -40,16 +40,6 @@ NOW = 1_800_000_000
 # decisions below make ~150 calls.
 BUDGET_UNITS = 2 * (MAX_ENVELOPE_ITEMS + MAX_HEADER_ITEMS + MAX_CLAIMS_ITEMS)
 CALL_CEILING = 4 * BUDGET_UNITS
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def trust(issuer: Issuer) -> TrustStore:
-    return TrustStore(anchors_from_pem(issuer.certificate_pem, "issuer"))
 
 
 def text_of(raw: bytes) -> str:

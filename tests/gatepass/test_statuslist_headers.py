@@ -27,16 +27,6 @@ NOW = 1_800_000_000
 URI = "https://status.example/headers"
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def trust(issuer: Issuer) -> TrustStore:
-    return TrustStore(anchors_from_pem(issuer.certificate_pem, "issuer"))
-
-
 def _claims(**more: object) -> bytes:
     claims = {2: URI, 6: NOW - 60, 65533: {"bits": 1, "lst": zlib.compress(b"\x02")}}
     claims.update(more)

@@ -160,11 +160,6 @@ def _grind(make_message, public: bytes) -> tuple[bytes, bytes]:
     raise AssertionError("no nonce found")
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer.generate("ES256")
-
-
 def _forged_presentation(issuer: Issuer, public: bytes, nfc: bool = False) -> tuple[bytes, bytes]:
     """(COSE bytes, nonce) of a presentation nobody signed, for a credential whose cnf is
     ``public``; OpenSSL verifies its signature."""
