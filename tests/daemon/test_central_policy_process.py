@@ -14,22 +14,33 @@ from tests.support.simgate import Employee, Scanner, SimGate, free_udp_port, gat
 from tests.support.waiting import wait_for
 
 
-def test_a_central_policy_withdrawn_by_the_centre_stops_applying_in_a_running_daemon(
-        centre: Centre, tmp_path: Path) -> None:
+def _started_under_hq_policy(centre: Centre, tmp_path: Path) -> tuple[SimGate, Scanner]:
+    """A gate of group hq whose centre publishes policy/hq.toml admitting NFC only at the
+    scanner (which reads QR codes: none admitted), synced, and its daemon running under it."""
     config: Path = centre.config  # type: ignore[attr-defined]
     config.write_text(config.read_text().replace("[gate]\n", '[gate]\ngroup = "hq"\n', 1))
     policy = tmp_path / "policy" / "hq.toml"
     policy.parent.mkdir()
-    policy.write_bytes(b'[readers.scan]\nkinds = ["nfc"]\n')  # the scanner reads QR codes: none admitted
+    policy.write_bytes(b'[readers.scan]\nkinds = ["nfc"]\n')
     ok("authority", "publish", "--repo", centre.repo, "--policy", policy)
     ok("sync", "--config", config, "--no-upload")
-    port = free_udp_port()
     scanner = Scanner(tmp_path / "scanner")
-    gate = SimGate(tmp_path, gate_text(centre, tmp_path, port))
+    gate = SimGate(tmp_path, gate_text(centre, tmp_path, free_udp_port()))
     try:
         gate.start()
         assert wait_for(lambda: scanner_up(gate), 10.0)
         assert gate.status()["policy_origin"] == "central policy/hq.toml over local"
+    except BaseException:
+        gate.kill()
+        scanner.unplug()
+        raise
+    return gate, scanner
+
+
+def test_a_central_policy_withdrawn_by_the_centre_stops_applying_in_a_running_daemon(
+        centre: Centre, tmp_path: Path) -> None:
+    gate, scanner = _started_under_hq_policy(centre, tmp_path)
+    try:
         scanner.scan(Employee(centre, 3).qr())
         assert gate.wait_decisions(1) == [("scan", "deny", "not_authorized")]
         ok("authority", "publish", "--repo", centre.repo, "--remove", "policy/hq.toml")
@@ -55,20 +66,8 @@ def test_a_central_policy_of_the_old_group_is_not_applied_after_sighup_and_statu
     """[gate] group changed in the config, SIGHUP: the held policy is another group's, so the
     daemon applies its own config's policy and ``gate-reader status`` names the problem; a
     sync for the new group (which publishes none) then drops the held one and the problem."""
-    config: Path = centre.config  # type: ignore[attr-defined]
-    config.write_text(config.read_text().replace("[gate]\n", '[gate]\ngroup = "hq"\n', 1))
-    policy = tmp_path / "policy" / "hq.toml"
-    policy.parent.mkdir()
-    policy.write_bytes(b'[readers.scan]\nkinds = ["nfc"]\n')
-    ok("authority", "publish", "--repo", centre.repo, "--policy", policy)
-    ok("sync", "--config", config, "--no-upload")
-    port = free_udp_port()
-    scanner = Scanner(tmp_path / "scanner")
-    gate = SimGate(tmp_path, gate_text(centre, tmp_path, port))
+    gate, scanner = _started_under_hq_policy(centre, tmp_path)
     try:
-        gate.start()
-        assert wait_for(lambda: scanner_up(gate), 10.0)
-        assert gate.status()["policy_origin"] == "central policy/hq.toml over local"
         gate.config.write_text(gate.config.read_text().replace('group = "hq"', 'group = "lobby"', 1))
         gate.send(signal.SIGHUP)
         assert wait_for(lambda: gate.status()["policy_origin"] == "local", 5.0, 0.02), gate.status()
