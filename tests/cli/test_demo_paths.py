@@ -1,14 +1,10 @@
-"""The README's main job as a user runs it: ``bash scripts/demo.sh`` with ``--out`` relative to
-the folder they are in (not the clone's), so a relative path the demo writes into the gate's
-config, whose relative paths are taken from its own folder, is never doubled
-(``demo-out/gate/demo-out/centre/...`` once stopped the demo at its first sync). And a Wiegand
-frame that a thread switch stretched or cut is swiped again, as a person would, not lost."""
+"""The demo's Wiegand swipes: a frame that a thread switch stretched or cut is swiped again, as a
+person would, not lost. (The README's main job run from another folder with a relative
+``--out`` is tests/daemon/test_demo.py's end-to-end run.)"""
 
 from __future__ import annotations
 
 import inspect
-import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +18,6 @@ from reader.demo.site import GatePaths
 from reader.errors import SiteError
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_a_relative_demo_out_is_the_callers_folder_and_never_doubled(tmp_path: Path) -> None:
-    caller = tmp_path / "elsewhere"
-    caller.mkdir()
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), "--fast", "--out", "rel-out"], cwd=caller,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "Demo complete" in done.stdout
-    out = caller / "rel-out"
-    assert (out / "gate" / "cache.db").is_file() and not (out / "gate" / "rel-out").exists()
-    assert not (ROOT / "rel-out").exists()
-    config = tomllib.loads((out / "gate" / "gate.toml").read_text())
-    assert Path(config["sync"]["root"]).is_absolute() and Path(config["sync"]["root"]).is_file()
 
 
 def _pulses(widths: list[float], gap: float = 2e-3) -> list[list[float]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_runs_every_step_and_the_journal_shows_the_daemon_decided(tmp_path: Path) -> None:
-    out = tmp_path / "demo-out"
-    done = subprocess.run([sys.executable, "-m", "reader", "demo", "--fast", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    """The README's main job as a user runs it (``bash scripts/demo.sh``, here ``--fast``), from
+    another folder than the clone with a relative ``--out``: the output lands in the caller's
+    folder, and the relative path is never doubled in the gate's config (it once was,
+    ``demo-out/gate/demo-out/centre/...``, and the demo stopped at its first sync)."""
+    caller = tmp_path / "elsewhere"
+    caller.mkdir()
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), "--fast", "--out", "rel-out"], cwd=caller,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "Demo complete" in done.stdout
+    out = caller / "rel-out"
+    assert not (out / "gate" / "rel-out").exists() and not (ROOT / "rel-out").exists()
+    config = tomllib.loads((out / "gate" / "gate.toml").read_text())
+    assert Path(config["sync"]["root"]).is_absolute() and Path(config["sync"]["root"]).is_file()
     with Store.open(out / "gate" / "cache.db", readonly=True) as store:
         rows = Journal(store).records()
     assert all(ok for _record, ok in rows)
