@@ -18,12 +18,14 @@ from drivers.door import DoorIO
 from offline_cache.journal import Journal
 from offline_cache.store import PolicyWithdrawn, Store, SyncUpdate
 from reader.daemon.pipeline import Pipeline
+from reader.demo.site import ScannerPty as Scanner
+from reader.demo.site import free_udp_port
 from reader.gate.config import Config, parse_config
 from reader.gate.door_machine import DoorMachine
 from reader.gate.state import load_state
 from reader.gatepass.authority import Holder, Issuer, build_status_list, issue_credential
 from tests.support.centre import Centre, ok
-from tests.support.simgate import Scanner, SimGate, free_udp_port, gate_text
+from tests.support.simgate import SimGate, gate_text
 
 URI = "https://status.example.gov/lists/main"
 # Sunday 2026-11-29 03:00 UTC: outside any office hours

@@ -9,8 +9,10 @@ import signal
 import time
 from pathlib import Path
 
+from reader.demo.site import ScannerPty as Scanner
+from reader.demo.site import free_udp_port
 from tests.support.centre import Centre, ok
-from tests.support.simgate import Employee, Scanner, SimGate, free_udp_port, gate_text, scanner_up
+from tests.support.simgate import Employee, SimGate, gate_text, scanner_up
 from tests.support.waiting import wait_for
 
 

@@ -10,18 +10,11 @@ from pathlib import Path
 
 from drivers.camera_sim import background, centred, code_image, scene, write_png_sequence
 from drivers.nfc_emulator import CardEmulator
+from reader.demo.site import ScannerPty as Scanner
+from reader.demo.site import free_udp_port
 from reader.gate.report import iso_time as _iso
 from tests.support.centre import Centre, ok
-from tests.support.simgate import (
-    Employee,
-    Scanner,
-    SimGate,
-    free_udp_port,
-    gate_text,
-    pulses,
-    scanner_up,
-    wait_released,
-)
+from tests.support.simgate import Employee, SimGate, gate_text, pulses, scanner_up, wait_released
 from tests.support.waiting import wait_for
 
 

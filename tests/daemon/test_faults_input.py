@@ -15,8 +15,10 @@ from pathlib import Path
 from drivers.camera_sim import background, centred, code_image, scene, write_png_sequence
 from drivers.nfc_emulator import CardEmulator, GatePassHolder, LegacyCard
 from drivers.wiegand import FORMATS, card_text
+from reader.demo.site import ScannerPty as Scanner
+from reader.demo.site import free_udp_port
 from tests.support.centre import Centre, ok
-from tests.support.simgate import Employee, Scanner, SimGate, free_udp_port, gate_text, pulses, scanner_up
+from tests.support.simgate import Employee, SimGate, gate_text, pulses, scanner_up
 from tests.support.waiting import wait_for
 
 # Each door input's default debounce (drivers.door.DoorSettings) and a glitch well inside it.

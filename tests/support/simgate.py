@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,41 +27,6 @@ from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_READER = [sys.executable, "-m", "reader"]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Scanner:
-    """A serial scanner: a pty whose reader end the daemon opens through ``link``."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master: int | None = None
-        self.plug()
-
-    def plug(self) -> None:
-        master, slave = os.openpty()
-        name = os.ttyname(slave)
-        os.close(slave)  # the daemon opens it by name; the master end keeps the pty alive
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
-        self.link.symlink_to(name)
-        self.master = master
-
-    def unplug(self) -> None:
-        if self.master is not None:
-            os.close(self.master)
-            self.master = None
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
-
-    def scan(self, text: str) -> None:
-        assert self.master is not None
-        os.write(self.master, text.encode() + b"\r\n")
 
 
 class SimGate:
