@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from offline_cache.journal import JournalRecord
 from reader.demo.process import DECISION_LINE, DaemonProcess, relay_changes
 from reader.errors import StepFailed
+from reader.gate.diagnostics.result import wait_until
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,6 @@ class Seen:
     pulses: dict[str, int] = field(default_factory=dict)  # green_led, red_led, buzzer: times switched on
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
 def _pulses(history: list[tuple[float, bool]]) -> int:
     return sum(1 for before, after in itertools.pairwise(history) if after[1] and not before[1])
 
@@ -97,7 +88,7 @@ class Witness:
             found[:] = [r for r in self.door_events(mark) if r.reason == event]
             return bool(found)
 
-        if not wait_for(seen, timeout):
+        if not wait_until(seen, timeout):
             got = ", ".join(r.reason or "?" for r in self.door_events(mark)) or "none"
             raise StepFailed(f"no '{event}' door event within {timeout:g} s (door events: {got})")
         return found[0]
@@ -109,7 +100,7 @@ class Witness:
             found[:] = [line.text for line in self.daemon.log_since(mark.log_index) if text in line.text]
             return bool(found)
 
-        if not wait_for(seen, timeout):
+        if not wait_until(seen, timeout):
             raise StepFailed(f"the daemon did not log '{text}' within {timeout:g} s")
         return found[0]
 
@@ -149,7 +140,7 @@ class Witness:
             records[:] = [r for r in self.daemon.records(mark.seq) if r.kind == "decision"]
             return bool(records)
 
-        if not wait_for(decided, timeout):
+        if not wait_until(decided, timeout):
             raise StepFailed(f"no decision within {timeout:g} s (expected {expect.decision} from {expect.reader})")
         record = records[0]
         seen.decision = record
@@ -176,9 +167,9 @@ class Witness:
             if any(state for _t, state in history()[1:]):
                 raise StepFailed("the relay released; the door should have stayed secured")
             return
-        if not wait_for(lambda: any(state for _t, state in history()[1:]), 5.0):
+        if not wait_until(lambda: any(state for _t, state in history()[1:]), 5.0):
             raise StepFailed("the relay never released")
-        if not wait_for(lambda: not history()[-1][1], self.release_s + 5.0):
+        if not wait_until(lambda: not history()[-1][1], self.release_s + 5.0):
             raise StepFailed(f"the relay is still released {self.release_s + 5:g} s later")
         changes = history()
         start = next(t for t, state in changes[1:] if state)

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from drivers.camera_sim import background, centred, code_image, scene, write_mjpg
 from drivers.nfc_emulator import CardEmulator, GatePassHolder
-from reader.demo.evidence import Expect, Mark, Seen, Witness, wait_for
+from reader.demo.evidence import Expect, Mark, Seen, Witness
 from reader.demo.process import DaemonProcess
 from reader.demo.site import (
     Centre,
@@ -40,6 +40,7 @@ from reader.demo.site import (
     runtime_dir,
 )
 from reader.errors import SiteError, StepFailed
+from reader.gate.diagnostics.result import wait_until
 
 BADGE = ("H10301", (90, 324))  # a 26-bit badge: facility 90, card 324
 BADGE_TEXT = "W26:090:00324"  # its canonical text (drivers.wiegand), what the legacy list holds
@@ -185,7 +186,7 @@ class Demo:
         status = daemon.status()
         self.say(f"the daemon started (gate-reader run, pid {daemon.pid}): READY=1 after {ready_s:.1f} s, "
                  f"door {status['door']['state']}, readers: {', '.join(sorted(status['sources']))}", 2)
-        if not wait_for(lambda: bool(daemon.status()["sources"]["lobby-scanner"]["up"]), 10.0):
+        if not wait_until(lambda: bool(daemon.status()["sources"]["lobby-scanner"]["up"]), 10.0):
             raise SiteError("the scanner source did not come up")
         return daemon, emulator, scanner
 
